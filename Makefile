@@ -1,0 +1,40 @@
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH := torch==2.13.0
+
+.PHONY: install dev run test bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip >/dev/null
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install $(TORCH)
+	$(BIN)/pip install -e .
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.dev-installed
+
+# The main job: train a character model on the built-in folk-tune corpus (ABC notation)
+# for about a minute, print a sampled tune, then a short Bach-chorale MIDI run that composes.
+run: install
+	$(BIN)/seqgen train folk-abc --time 60s --out runs/folk-abc
+	$(BIN)/seqgen sample runs/folk-abc --temp 0.8 --length 600 --prompt "X:1"
+	$(BIN)/seqgen train bach-chorales --time 60s --out runs/bach
+	$(BIN)/seqgen compose runs/bach --bars 8 --out runs/bach/chorale.mid
+
+test: dev
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/train_budget.py --time 3m
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

@@ -1,0 +1,39 @@
+"""seqgen eval: losses on the whole validation split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from seqgen.cli._util import err, handle_errors, out
+
+
+@handle_errors
+def evaluate(
+    run: Annotated[Optional[Path], typer.Argument(help="Run folder or checkpoint (default: the most recent run).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    last: Annotated[bool, typer.Option("--last", help="Evaluate the last checkpoint instead of the best.")] = False,
+    corpus: Annotated[Optional[str], typer.Option(help="Corpus to evaluate on (default: the run's own).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
+) -> None:
+    """Evaluate a run on its whole validation split (the last --val-fraction of the corpus).
+
+    [bold]val_loss[/]: nats per token over the whole validation split, read in order with the
+    state carried: recurrent models carry their hidden state over the whole text, the
+    transformer slides its attention window (KV cache) along it, so every token is predicted
+    from earlier validation text only. [bold]val_loss_windowed[/]: nanoGPT's method,
+    consecutive 64-token windows each read from empty context. [bold]infill_loss[/]: nats per
+    token on the middle span of 512 seeded fill-in-the-middle examples (runs trained with infill).
+    Bits per token are nats / ln 2.
+    """
+    from seqgen.evaluate import evaluate_run
+
+    result = evaluate_run(run, which="last" if last else "best", corpus=corpus, device=device)
+    if as_json:
+        out.print(json.dumps(result), markup=False, highlight=False)
+        return
+    for key, value in result.items():
+        out.print(f"{key:>20}  {value:.4f}" if isinstance(value, float) else f"{key:>20}  {value}", markup=False)

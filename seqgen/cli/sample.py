@@ -1,0 +1,60 @@
+"""seqgen sample: generate text from a run or an ONNX bundle, streamed to stdout."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from seqgen.cli._util import err, handle_errors
+
+
+@handle_errors
+def sample(
+    run: Annotated[Optional[Path], typer.Argument(help="Run folder, checkpoint or ONNX bundle (default: the most recent run).")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Text to continue (default: a newline).")] = None,
+    prompt_file: Annotated[Optional[Path], typer.Option(help="Read the prompt from this UTF-8 file.")] = None,
+    length: Annotated[int, typer.Option(help="Tokens to generate per sample.")] = 500,
+    temp: Annotated[float, typer.Option(help="Temperature; 0 means greedy (always the most likely token).")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample only from the k most likely tokens.")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Sample only from the smallest set of tokens whose probability reaches p.")] = None,
+    num: Annotated[int, typer.Option(help="Number of samples.")] = 1,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed repeats the output.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "cpu",
+) -> None:
+    """Sample text, streaming it to stdout as it is generated."""
+    import numpy as np
+
+    from seqgen.engines import open_generator
+    from seqgen.errors import ConfigError, SeqgenError
+    from seqgen.sampling import check_options, complete
+
+    check_options(temp, top_k, top_p)
+    if length < 1 or num < 1:
+        raise ConfigError(f"--length and --num must be at least 1, got {length} and {num}")
+    if prompt is not None and prompt_file is not None:
+        raise ConfigError("give --prompt or --prompt-file, not both")
+    if prompt_file is not None:
+        try:
+            prompt = prompt_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise SeqgenError(f"cannot read prompt file {prompt_file}: {e}") from None
+    gen = open_generator(run, device=device)
+    tok = gen.tokenizer
+    if not hasattr(tok, "default_prompt"):
+        raise SeqgenError(f"{gen.source} is a music model; use `seqgen compose` to write MIDI")
+    text = prompt if prompt else tok.default_prompt()
+    ids = tok.encode(text)
+    rng = np.random.default_rng(seed)
+    write = sys.stdout.write
+    for i in range(num):
+        if i:
+            write("\n" + "-" * 40 + "\n")
+        write(prompt or "")
+        for step in complete(gen, ids, length, temp, top_k, top_p, rng):
+            write(tok.decode(step))
+            sys.stdout.flush()
+        write("\n")
+    sys.stdout.flush()

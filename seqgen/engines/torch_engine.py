@@ -1,0 +1,42 @@
+"""The PyTorch step engine: a model with its carried state (hidden state or KV cache)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqgen import checkpoint as ckpt_io
+from seqgen.engines import Generator
+from seqgen.models import SeqModel
+
+
+class TorchEngine:
+    def __init__(self, model: SeqModel, device: torch.device | str = "cpu"):
+        self.model = model.eval()
+        self.device = torch.device(device)
+
+    def start(self, batch: int):
+        return None
+
+    @torch.inference_mode()
+    def advance(self, ids: np.ndarray, state):
+        x = torch.as_tensor(np.asarray(ids, dtype=np.int64), device=self.device)
+        logits, state = self.model(x, state)  # (B, T, V)
+        return logits[:, -1].float().cpu().numpy(), state
+
+
+def open_checkpoint(path: Path, device: str = "auto") -> Generator:
+    from seqgen.train import resolve_device
+
+    dev = resolve_device(device)
+    ckpt = ckpt_io.load(path, device=dev)
+    return Generator(
+        engine=TorchEngine(ckpt.model, dev),
+        tokenizer=ckpt.tokenizer,
+        model_type=ckpt.model.config.to_dict()["type"],
+        objective=ckpt.train.objective,
+        source=Path(path),
+        info={"step": ckpt.step, "checkpoint": ckpt},
+    )

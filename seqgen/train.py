@@ -1,0 +1,250 @@
+"""The training loop. It knows nothing about the terminal: progress goes to callbacks.
+
+AdamW, linear warmup then cosine decay to ``min_lr_ratio`` of the peak, gradient clipping.
+With a time budget the schedule runs on elapsed time, so the learning rate reaches its floor
+as the budget runs out. Batches are random windows, or (recurrent models) consecutive
+windows per row with the state carried and detached: truncated BPTT.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from seqgen import checkpoint as ckpt_io
+from seqgen.config import TrainConfig
+from seqgen.data import StreamBatcher, TokenData, random_windows
+from seqgen.errors import ConfigError, CorpusError
+from seqgen.evaluate import stream_loss
+from seqgen.models import SeqModel, build_model, make_config
+from seqgen.objectives import FimIds, apply_objective, fim_rows
+
+DEFAULT_LR = {"rnn": 3e-3, "gru": 5e-3, "lstm": 5e-3, "lstm-attn": 3e-3, "transformer": 1e-3}
+
+
+class Callback(Protocol):
+    def on_start(self, info: dict) -> None: ...
+    def on_step(self, info: dict) -> None: ...
+    def on_eval(self, info: dict) -> None: ...
+
+
+class _Silent:
+    def on_start(self, info): pass
+    def on_step(self, info): pass
+    def on_eval(self, info): pass
+
+
+@dataclass
+class TrainResult:
+    step: int
+    elapsed: float
+    train_loss: float
+    val_loss: float | None
+    best_val_loss: float | None
+    tokens_per_s: float
+    interrupted: bool
+    out: Path
+    history: list[dict] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N") from None
+
+
+def new_model(cfg: TrainConfig, tokenizer) -> SeqModel:
+    extra: dict[str, Any] = dict(layers=cfg.layers, dim=cfg.dim, emb_dim=cfg.emb_dim, dropout=cfg.dropout,
+                                 mid_id=tokenizer.mid_id)
+    if cfg.model == "transformer":
+        extra.update(heads=cfg.heads, window=cfg.window)
+    if cfg.model == "lstm-attn":
+        extra.update(score=cfg.attn_score, encoder=cfg.objective != "causal", memory=max(cfg.window, 64))
+    return build_model(make_config(cfg.model, tokenizer.vocab_size, cfg.size, **extra))
+
+
+def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
+    peak = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.model]
+    warm = min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else 1.0
+    floor = cfg.min_lr_ratio
+    cos = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return peak * warm * (floor + (1 - floor) * cos)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, data: TokenData, out: Path, resume: ckpt_io.Checkpoint | None = None,
+                 callback: Callback | None = None):
+        if cfg.time is None and cfg.steps is None:
+            raise ConfigError("give a time budget or a number of steps")
+        self.cfg, self.data, self.out = cfg, data, Path(out)
+        self.cb = callback or _Silent()
+        self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed + (resume.step if resume else 0))
+        self.train_tokens, self.val_tokens = data.split(cfg.val_fraction)
+        need = cfg.window + 2
+        if len(self.train_tokens) < need or len(self.val_tokens) < 2:
+            raise CorpusError(
+                f"corpus is too short: {len(data)} tokens, and training needs at least {need} in the "
+                f"training split plus a validation split; use a smaller --window or a longer corpus"
+            )
+        if resume is not None:
+            self.model = resume.model.to(self.device)
+            self.step, self.elapsed0, self.best = resume.step, resume.elapsed, resume.best_val_loss
+        else:
+            self.model = new_model(cfg, data.tokenizer).to(self.device)
+            self.step, self.elapsed0, self.best = 0, 0.0, None
+        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+        other = [p for n, p in self.model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+        self.opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
+            lr=lr_at(cfg, 0, 0.0), betas=(0.9, 0.99), foreach=True,
+        )
+        if resume is not None and resume.optimizer:
+            self.opt.load_state_dict(resume.optimizer)
+        self.fim = FimIds.of(data.tokenizer)
+        self.n_fim = fim_rows(cfg.objective, cfg.fim_rate, cfg.batch)
+        stream = cfg.batching == "stream" or (cfg.batching == "auto" and self.model.stateful_training)
+        self.stream = stream and self.model.stateful_training and self.n_fim < cfg.batch
+        if cfg.batching == "stream" and not self.model.stateful_training:
+            raise ConfigError(f"stream batching (truncated BPTT) is not available for {cfg.model}")
+        n_causal = cfg.batch - self.n_fim
+        self.batcher = StreamBatcher(self.train_tokens, n_causal, cfg.window, self.rng) if self.stream else None
+        self.state = None
+
+    # ---- pieces --------------------------------------------------------------------------
+    def progress(self, elapsed: float) -> float:
+        parts = []
+        if self.cfg.steps:
+            parts.append(self.step / self.cfg.steps)
+        if self.cfg.time:
+            parts.append(elapsed / self.cfg.time)
+        return max(parts)
+
+    def batch(self) -> tuple[np.ndarray, torch.Tensor | None]:
+        cfg = self.cfg
+        reset = None
+        if self.batcher is not None:
+            x_causal, reset_causal = self.batcher.next()
+            x_fim = random_windows(self.train_tokens, self.n_fim, cfg.window, self.rng)
+            x = np.concatenate((x_causal, x_fim))
+            reset = np.concatenate((reset_causal, np.ones(self.n_fim, dtype=bool)))
+        else:
+            x = random_windows(self.train_tokens, cfg.batch, cfg.window, self.rng)
+        if cfg.transpose != (0, 0) and hasattr(self.data.tokenizer, "transpose_batch"):
+            x = self.data.tokenizer.transpose_batch(x, self.rng, *cfg.transpose)
+        x = apply_objective(x, self.n_fim, self.fim, self.rng)
+        return x, (torch.as_tensor(reset, device=self.device) if reset is not None else None)
+
+    def evaluate(self) -> float:
+        return stream_loss(self.model, self.val_tokens, chunk=self.cfg.window, device=self.device,
+                           max_tokens=self.cfg.eval_tokens)
+
+    def checkpoint(self, elapsed: float, name: str) -> Path:
+        path = self.out / name
+        ckpt_io.save(
+            ckpt_io.Checkpoint(self.model, self.data.tokenizer, self.cfg, self.step, elapsed, self.best,
+                               self.opt.state_dict(), {"corpus": self.data.meta.get("spec", self.data.source),
+                                "encoding": self.data.meta.get("encoding", "utf-8")}),
+            path,
+        )
+        return path
+
+    def log(self, record: dict) -> None:
+        with open(self.out / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    # ---- the loop ------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        cfg, model = self.cfg, self.model
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_json(self.out / "config.json", {
+            "train": cfg.to_dict(), "model": model.config.to_dict(),
+            "tokenizer": self.data.tokenizer.to_dict(), "corpus": self.data.source,
+            "params": model.num_params(), "tokens": {"train": len(self.train_tokens), "val": len(self.val_tokens)},
+        })
+        self.cb.on_start({"params": model.num_params(), "device": str(self.device), "step": self.step,
+                          "train_tokens": len(self.train_tokens), "val_tokens": len(self.val_tokens),
+                          "stream": self.stream, "config": cfg})
+        model.train()
+        t0 = time.perf_counter()
+        elapsed = self.elapsed0
+        next_eval = (math.floor(self.progress(elapsed) / cfg.eval_every) + 1) * cfg.eval_every
+        tokens_seen, loss_ema, val = 0, None, None
+        history: list[dict] = []
+        interrupted = False
+        try:
+            while self.progress(elapsed) < 1.0:
+                lr = lr_at(cfg, self.step, self.progress(elapsed))
+                for g in self.opt.param_groups:
+                    g["lr"] = lr
+                x, reset = self.batch()
+                xt = torch.as_tensor(x, device=self.device)
+                state = self.state
+                if state is not None and reset is not None:
+                    state = model.reset_rows(state, reset)
+                logits, new_state = model(xt[:, :-1], state)  # (B, T, V)
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), xt[:, 1:].reshape(-1))
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                self.opt.step()
+                self.state = model.detach_state(new_state) if self.stream else None
+                self.step += 1
+                tokens_seen += x.shape[0] * (x.shape[1] - 1)
+                lv = loss.item()
+                loss_ema = lv if loss_ema is None else 0.95 * loss_ema + 0.05 * lv
+                elapsed = self.elapsed0 + time.perf_counter() - t0
+                if not math.isfinite(lv):
+                    raise ConfigError(f"training diverged at step {self.step} (loss {lv}); try a lower --lr")
+                wall = time.perf_counter() - t0
+                info = {"step": self.step, "loss": loss_ema, "lr": lr, "elapsed": elapsed,
+                        "progress": min(1.0, self.progress(elapsed)), "tokens_per_s": tokens_seen / max(wall, 1e-9),
+                        "val_loss": val}
+                self.cb.on_step(info)
+                if self.progress(elapsed) >= next_eval or self.progress(elapsed) >= 1.0:
+                    next_eval += cfg.eval_every
+                    val = self._eval_and_save(info, elapsed, history)
+        except KeyboardInterrupt:
+            interrupted = True
+            self.checkpoint(elapsed, ckpt_io.LAST)
+        wall = time.perf_counter() - t0
+        return TrainResult(self.step, elapsed, loss_ema or float("nan"), val, self.best,
+                           tokens_seen / max(wall, 1e-9), interrupted, self.out, history)
+
+    def _eval_and_save(self, info: dict, elapsed: float, history: list) -> float:
+        val = self.evaluate()
+        improved = self.best is None or val < self.best
+        if improved:
+            self.best = val
+        record = {**info, "event": "eval", "val_loss": val, "val_bits": val / math.log(2),
+                  "best": improved, "time": time.time()}
+        self.checkpoint(elapsed, ckpt_io.LAST)
+        if improved:
+            self.checkpoint(elapsed, ckpt_io.BEST)
+        self.log(record)
+        history.append(record)
+        self.cb.on_eval(record)
+        return val
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
