@@ -113,10 +113,8 @@ def complete(gen, prompt_ids: np.ndarray, length: int, temperature: float = 1.0,
                     banned=_sentinels(gen.tokenizer))
 
 
-def infill(gen, prefix_ids: np.ndarray, suffix_ids: np.ndarray, max_length: int, temperature: float = 1.0,
-           top_k: int | None = None, top_p: float | None = None, rng: np.random.Generator | None = None,
-           batch: int = 1) -> list[np.ndarray]:
-    """Write the middle between a prefix and a suffix (PSM order); one id array per row."""
+def require_infill(gen) -> None:
+    """Refuse to fill in a middle with a run that never learned to."""
     from seqgen.errors import SeqgenError
 
     if not gen.knows_infill:
@@ -124,6 +122,13 @@ def infill(gen, prefix_ids: np.ndarray, suffix_ids: np.ndarray, max_length: int,
             f"{gen.source} was trained with --objective {gen.objective}, so it cannot fill in a middle; "
             "train with --objective mixed (the default) or infill"
         )
+
+
+def infill(gen, prefix_ids: np.ndarray, suffix_ids: np.ndarray, max_length: int, temperature: float = 1.0,
+           top_k: int | None = None, top_p: float | None = None, rng: np.random.Generator | None = None,
+           batch: int = 1) -> list[np.ndarray]:
+    """Write the middle between a prefix and a suffix (PSM order); one id array per row."""
+    require_infill(gen)
     tok = gen.tokenizer
     prompt = np.concatenate(([tok.pre_id], prefix_ids, [tok.suf_id], suffix_ids, [tok.mid_id])).astype(np.int64)
     rows: list[list[int]] = [[] for _ in range(batch)]

@@ -20,9 +20,14 @@ TEXT = (
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _token_cache(tmp_path_factory):
-    """Every test session gets its own token cache, so nothing leaks between runs."""
+def _session_env(tmp_path_factory):
+    """Every test session gets its own token cache, so nothing leaks between runs, and torch
+    uses one thread: tiny models gain nothing from two, and spinning threads slow a busy machine."""
+    import torch
+
     os.environ["SEQGEN_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
     yield
 
 

@@ -31,13 +31,14 @@ def infill(
 
     from seqgen.engines import open_generator
     from seqgen.errors import ConfigError
-    from seqgen.sampling import check_options
+    from seqgen.sampling import check_options, require_infill
     from seqgen.sampling import infill as fill
 
     check_options(temp, top_k, top_p)
     if max_length < 1 or num < 1:
         raise ConfigError(f"--max-length and --num must be at least 1, got {max_length} and {num}")
     gen = open_generator(run, device=device)
+    require_infill(gen)
     tok = gen.tokenizer
     middles = fill(gen, tok.encode(prefix), tok.encode(suffix), max_length, temp, top_k, top_p,
                    np.random.default_rng(seed), batch=num)

@@ -1,0 +1,129 @@
+"""The onnxruntime step engine: runs an exported bundle with onnxruntime and numpy alone.
+
+This module imports neither torch nor music21 (a test checks ``sys.modules``). A bundle is a
+folder with ``model.onnx`` and ``seqgen.json`` (written by ``seqgen.export``); the JSON file
+describes the tokenizer, the objective and the state layout, so the engine needs nothing else.
+
+Between steps the state stays in onnxruntime's own buffers (``OrtValue``): the KV cache or
+hidden state of one step is fed to the next without a round trip through numpy. Only the
+logits of the last position come back as a numpy array.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from seqgen.engines import BUNDLE_FILE, Generator
+from seqgen.errors import CheckpointError
+
+FORMAT = 1  # bundle format this seqgen writes and reads
+MODEL_FILE = "model.onnx"
+# One intra-op thread: a step of a small model is a few hundred tiny operators, where thread
+# hand-offs cost more than they save (measured on 2 cores). SEQGEN_ORT_THREADS overrides it.
+DEFAULT_THREADS = 1
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    n = threads or int(os.environ.get("SEQGEN_ORT_THREADS", DEFAULT_THREADS))
+    so.intra_op_num_threads = n
+    so.inter_op_num_threads = 1
+    if n == 1:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
+
+
+class OnnxEngine:
+    """``start(batch)`` -> initial state; ``advance(ids, state)`` -> (last logits (B, V), state).
+
+    ``layout`` is the ``state`` list of ``seqgen.json``: per tensor its input and output name,
+    shape (ints, ``"batch"``, ``"past"``), dtype and initial value.
+    """
+
+    def __init__(self, model_path: Path, layout: list[dict], threads: int | None = None):
+        try:
+            self.session = ort.InferenceSession(str(model_path), session_options(threads),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise CheckpointError(f"onnxruntime cannot load {model_path}: {first[:200]}") from None
+        self.layout = layout
+        self.inputs = ["ids"] + [s["input"] for s in layout]
+        self.outputs = ["logits"] + [s["output"] for s in layout]
+        graph_inputs = {i.name for i in self.session.get_inputs()}
+        graph_outputs = {o.name for o in self.session.get_outputs()}
+        missing = [n for n in self.inputs if n not in graph_inputs] + [n for n in self.outputs if n not in graph_outputs]
+        if missing:
+            raise CheckpointError(f"{model_path} does not match its {BUNDLE_FILE}: no {', '.join(missing)} in the graph")
+        self._run = self.session.run_with_ort_values
+
+    def start(self, batch: int) -> tuple:
+        state = []
+        for s in self.layout:
+            shape = [batch if d == "batch" else 0 if isinstance(d, str) else int(d) for d in s["shape"]]
+            value = np.full(shape, s.get("init", 0), dtype=np.dtype(s["dtype"]))
+            state.append(ort.OrtValue.ortvalue_from_numpy(value))
+        return tuple(state)
+
+    def forward(self, ids: np.ndarray, state) -> tuple[np.ndarray, tuple]:
+        """All logits (B, T, V) for ``ids`` (B, T), and the new state."""
+        feed = {"ids": ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(ids, dtype=np.int64))}
+        feed.update(zip(self.inputs[1:], state))
+        out = self._run(self.outputs, feed)
+        return out[0].numpy(), tuple(out[1:])
+
+    def advance(self, ids: np.ndarray, state) -> tuple[np.ndarray, tuple]:
+        logits, state = self.forward(ids, state)
+        return logits[:, -1], state
+
+
+def read_meta(path: Path) -> dict:
+    """``seqgen.json`` of a bundle, checked: CheckpointError for a missing file or a newer format."""
+    path = Path(path)
+    meta_path = path / BUNDLE_FILE
+    if not meta_path.is_file():
+        raise CheckpointError(f"{path} is not a seqgen bundle: {BUNDLE_FILE} is missing")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{meta_path} is unreadable ({e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("format"), int):
+        raise CheckpointError(f"{meta_path} is not a seqgen bundle description (no format number)")
+    if meta["format"] > FORMAT:
+        raise CheckpointError(
+            f"bundle {path} has format {meta['format']} (from seqgen {meta.get('seqgen_version', '?')}); "
+            f"this seqgen reads format {FORMAT}: upgrade seqgen"
+        )
+    missing = [k for k in ("tokenizer", "model_type", "objective", "state") if k not in meta]
+    if missing:
+        raise CheckpointError(f"{meta_path} lacks {', '.join(missing)}; re-export the run")
+    model_file = path / meta.get("model_file", MODEL_FILE)
+    if not model_file.is_file():
+        raise CheckpointError(f"bundle {path} is incomplete: {model_file.name} is missing; re-export the run")
+    return meta
+
+
+def open_bundle(path: Path, threads: int | None = None) -> Generator:
+    """A ``Generator`` over an exported bundle folder (onnxruntime, no torch)."""
+    from seqgen.tokenizers import tokenizer_from_dict
+
+    path = Path(path)
+    meta = read_meta(path)
+    engine = OnnxEngine(path / meta.get("model_file", MODEL_FILE), meta["state"], threads)
+    return Generator(
+        engine=engine,
+        tokenizer=tokenizer_from_dict(meta["tokenizer"]),
+        model_type=meta["model_type"],
+        objective=meta["objective"],
+        source=path,
+        info={"bundle": meta, "quantize": meta.get("quantize"), "sampling": meta.get("sampling", {}),
+              "window": meta.get("model_config", {}).get("window", meta.get("train_window"))},
+    )

@@ -1,0 +1,390 @@
+"""MIDI tokenizer: REMI-style events (Huang & Yang 2020; MidiTok's REMI with programs), in numpy.
+
+A piece becomes::
+
+    BOS  Bar [TimeSig]  Position [Tempo] [PedalOff|PedalOn] [Program] [Velocity] Pitch Duration ...
+         Bar ...                                                     (Drum instead of Pitch for drums)
+    EOS
+
+- ``Bar`` opens the next bar; its length comes from the time signature (``TimeSig`` follows
+  ``Bar`` where it changes, and always in the first bar).
+- ``Position`` is the onset within the bar, in steps of 1/``resolution`` quarter note.
+- ``Program`` and ``Velocity`` are emitted where they change and at the first note of every bar,
+  so each bar reads on its own (what bar infilling needs) while a chorale stays compact.
+- ``Duration`` is quantized to a table that is fine for short notes and coarse for long ones.
+- Drums get their own ``Drum`` tokens, so transposition shifts every ``Pitch`` token and never a drum.
+
+Encoding is vectorized (one sort of an event table); decoding repairs what a model may write
+out of grammar (a Duration with no note, a note with no Duration, a Position that goes back,
+a duration past the end, overlapping equal notes) and never raises.
+
+This module imports numpy only (no torch, no music21, no miditok): the ONNX engine loads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from seqgen.errors import TokenizerError
+from seqgen.music.piece import DRUMS, TPQ, Piece
+
+SPECIAL = ("BOS", "EOS", "<pre>", "<suf>", "<mid>", "<eot>")
+KINDS = ("special", "Bar", "TimeSig", "Position", "Tempo", "Program", "Velocity", "Pitch", "Drum", "Duration",
+         "PedalOn", "PedalOff")
+K = {name: i for i, name in enumerate(KINDS)}
+
+
+def _time_signatures(max_bar_quarters: int) -> list[tuple[int, int]]:
+    sigs = [(n, d) for d in (2, 4, 8, 16) for n in range(1, 17) if n * 4 / d <= max_bar_quarters]
+    return sigs
+
+
+def _duration_table(r: int, max_quarters: int) -> list[int]:
+    steps = list(range(1, 2 * r + 1))
+    for lo, hi, inc in ((2 * r, 4 * r, r // 4), (4 * r, 8 * r, r // 2), (8 * r, 64 * r, r)):
+        steps += list(range(lo + inc, min(hi, max_quarters * r) + 1, inc))
+    return sorted(set(s for s in steps if s <= max_quarters * r))
+
+
+@dataclass(eq=True)
+class MidiTokenizer:
+    """The vocabulary is fixed by this config (stored in checkpoints as plain data)."""
+
+    resolution: int = 12  # steps per quarter note: 16ths, triplet 8ths and 16ths
+    max_bar_quarters: int = 8
+    velocity_bins: int = 16
+    tempo_bins: int = 32
+    tempo_min: float = 30.0
+    tempo_max: float = 240.0
+    max_duration_quarters: int = 16
+    version: int = 1
+    kind: str = field(default="music", compare=False)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.resolution in (4, 8, 12, 16, 24, 32, 48), f"resolution must be one of 4, 8, 12, 16, 24, 32, 48 steps per quarter, got {self.resolution}"),
+            (1 <= self.max_bar_quarters <= 16, f"max_bar_quarters must be in 1..16, got {self.max_bar_quarters}"),
+            (2 <= self.velocity_bins <= 128, f"velocity_bins must be in 2..128, got {self.velocity_bins}"),
+            (2 <= self.tempo_bins <= 256, f"tempo_bins must be in 2..256, got {self.tempo_bins}"),
+            (0 < self.tempo_min < self.tempo_max, f"need 0 < tempo_min < tempo_max, got {self.tempo_min}, {self.tempo_max}"),
+            (1 <= self.max_duration_quarters <= 64, f"max_duration_quarters must be in 1..64, got {self.max_duration_quarters}"),
+            (self.version == 1, f"MIDI tokenizer version {self.version} is unknown to this seqgen (it reads 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise TokenizerError(message)
+        r = self.resolution
+        self.time_sigs = _time_signatures(self.max_bar_quarters)
+        self.durations = np.array(_duration_table(r, self.max_duration_quarters), dtype=np.int64)
+        self.tempo_values = self.tempo_min * (self.tempo_max / self.tempo_min) ** (
+            np.arange(self.tempo_bins) / (self.tempo_bins - 1))
+        sizes = [("special", len(SPECIAL)), ("Bar", 1), ("TimeSig", len(self.time_sigs)),
+                 ("Position", self.max_bar_quarters * r), ("Tempo", self.tempo_bins), ("Program", 128),
+                 ("Velocity", self.velocity_bins), ("Pitch", 128), ("Drum", 128), ("Duration", len(self.durations)),
+                 ("PedalOn", 1), ("PedalOff", 1)]
+        self.offset: dict[str, int] = {}
+        kinds, values, n = [], [], 0
+        for name, size in sizes:
+            self.offset[name] = n
+            kinds += [K[name]] * size
+            values += list(range(size))
+            n += size
+        self._kind = np.array(kinds, dtype=np.int64)
+        self._value = np.array(values, dtype=np.int64)
+        self._sig_index = {s: i for i, s in enumerate(self.time_sigs)}
+
+    # ---- vocabulary ---------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return len(self._kind)
+
+    bos_id = property(lambda self: 0)
+    eos_id = property(lambda self: 1)
+    pre_id = property(lambda self: 2)
+    suf_id = property(lambda self: 3)
+    mid_id = property(lambda self: 4)
+    eot_id = property(lambda self: 5)
+
+    @property
+    def bar_id(self) -> int:
+        return self.offset["Bar"]
+
+    def token_name(self, i: int) -> str:
+        k, v = KINDS[self._kind[i]], int(self._value[i])
+        if k == "special":
+            return SPECIAL[v]
+        if k == "TimeSig":
+            return f"TimeSig_{self.time_sigs[v][0]}/{self.time_sigs[v][1]}"
+        if k == "Duration":
+            return f"Duration_{int(self.durations[v])}"
+        return k if k in ("Bar", "PedalOn", "PedalOff") else f"{k}_{v}"
+
+    def kinds_of(self, ids) -> np.ndarray:
+        """The kind index (into KINDS) of each id; -1 for ids outside the vocabulary."""
+        ids = np.asarray(ids, dtype=np.int64)
+        ok = (ids >= 0) & (ids < self.vocab_size)
+        return np.where(ok, self._kind[np.clip(ids, 0, self.vocab_size - 1)], -1)
+
+    def sig_id(self, num: int, den: int) -> int:
+        i = self._sig_index.get((int(num), int(den)))
+        if i is None:  # an unusual meter: the one of nearest length with the same denominator, else 4/4
+            length = num * 4 / den
+            same = [s for s in self.time_sigs if s[1] == den] or [(4, 4)]
+            i = self._sig_index[min(same, key=lambda s: abs(s[0] * 4 / s[1] - length))]
+        return self.offset["TimeSig"] + i
+
+    def bar_steps(self, sig_index: int) -> int:
+        n, d = self.time_sigs[sig_index]
+        return n * 4 * self.resolution // d
+
+    # ---- encoding -----------------------------------------------------------------------
+    def bar_grid(self, piece: Piece, end_step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Bar starts (steps) covering [0, end_step) and each bar's time-signature index.
+
+        A time signature takes effect at the first bar line at or after its tick, so the bars
+        always follow each other by the previous bar's length (as the decoder counts them)."""
+        r = self.resolution
+        four = self.sig_id(4, 4) - self.offset["TimeSig"]
+        changes = sorted((int(round(t * r / piece.tpq)), self.sig_id(n, d) - self.offset["TimeSig"])
+                         for t, n, d in piece.time_sigs.tolist())
+        if not changes or changes[0][0] > 0:
+            changes.insert(0, (0, four))
+        end_step = max(int(end_step), 1)
+        starts, sigs = [], []
+        t, sig, i = 0, four, 0
+        while t < end_step:
+            while i < len(changes) and changes[i][0] <= t:
+                sig = changes[i][1]
+                i += 1
+            length = self.bar_steps(sig)
+            limit = min(changes[i][0], end_step) if i < len(changes) else end_step
+            count = max(1, -(-(limit - t) // length))
+            starts.append(t + length * np.arange(count))
+            sigs.append(np.full(count, sig))
+            t += length * count
+        return np.concatenate(starts).astype(np.int64), np.concatenate(sigs).astype(np.int64)
+
+    def quantize_duration(self, steps: np.ndarray) -> np.ndarray:
+        """Index of the nearest table duration for each (clipped to the table's range)."""
+        mids = (self.durations[1:] + self.durations[:-1]) / 2
+        return np.searchsorted(mids, np.asarray(steps, dtype=np.float64), side="left")
+
+    def encode(self, piece: Piece, bos: bool = True, eos: bool = True) -> np.ndarray:
+        """Piece -> int64 ids (BOS ... EOS)."""
+        r, o = self.resolution, self.offset
+        f = r / piece.tpq
+        t = np.rint(piece.time * f).astype(np.int64)
+        dur_idx = self.quantize_duration(np.maximum(piece.duration * f, 1))
+        dur = self.durations[dur_idx]
+        prog = np.asarray(piece.program, dtype=np.int64)
+        pitch = np.clip(piece.pitch, 0, 127).astype(np.int64)
+        vel = np.clip(np.asarray(piece.velocity, dtype=np.int64) * self.velocity_bins // 128, 0, self.velocity_bins - 1)
+        tempos = piece.tempos[np.argsort(piece.tempos[:, 0], kind="stable")] if len(piece.tempos) else np.zeros((0, 2))
+        tt = np.rint(tempos[:, 0] * f).astype(np.int64)
+        tb = np.abs(np.log(np.clip(tempos[:, 1], 1e-3, None))[:, None] - np.log(self.tempo_values)[None]).argmin(-1)
+        if len(tb):  # keep the first tempo at each step, then only changes of bin
+            last = np.r_[tt[1:] != tt[:-1], True]
+            tt, tb = tt[last], tb[last]
+            change = np.r_[True, tb[1:] != tb[:-1]]
+            tt, tb = tt[change], tb[change]
+        ped = np.rint(piece.pedals * f).astype(np.int64).reshape(-1, 2)
+        ped_on, ped_off = ped[:, 0], ped[:, 0] + np.maximum(ped[:, 1], 1)
+        end = max([1] + [int(x.max()) + 1 for x in (t, tt, ped_off) if len(x)] + ([int((t + dur).max())] if len(t) else []))
+        starts, sigs = self.bar_grid(piece, end)
+
+        # the event table: time, priority, program, pitch, then 7 token slots
+        n_b, n_t, n_p, n_n = len(starts), len(tt), len(ped_on), len(t)
+        rows = n_b + n_t + 2 * n_p + n_n
+        time = np.concatenate((starts, tt, ped_off, ped_on, t))
+        prio = np.concatenate((np.zeros(n_b), np.full(n_t, 1), np.full(n_p, 2), np.full(n_p, 3), np.full(n_n, 4)))
+        sort_prog = np.concatenate((np.zeros(rows - n_n, dtype=np.int64), prog))
+        sort_pitch = np.concatenate((np.zeros(rows - n_n, dtype=np.int64), pitch))
+        slots = np.full((rows, 7), -1, dtype=np.int64)
+        slots[:n_b, 0] = o["Bar"]
+        sig_change = np.r_[True, sigs[1:] != sigs[:-1]]
+        slots[:n_b, 1] = np.where(sig_change, o["TimeSig"] + sigs, -1)
+        slots[n_b : n_b + n_t, 5] = o["Tempo"] + tb
+        slots[n_b + n_t : n_b + n_t + n_p, 5] = o["PedalOff"]
+        slots[n_b + n_t + n_p : rows - n_n, 5] = o["PedalOn"]
+        drum = prog == DRUMS
+        slots[rows - n_n :, 5] = np.where(drum, o["Drum"] + pitch, o["Pitch"] + pitch)
+        slots[rows - n_n :, 6] = o["Duration"] + dur_idx
+        note_vel = np.concatenate((np.full(rows - n_n, -1), vel))
+        order = np.lexsort((sort_pitch, sort_prog, prio, time))
+        time, prio, sort_prog, note_vel, slots = time[order], prio[order], sort_prog[order], note_vel[order], slots[order]
+        bar = np.searchsorted(starts, time, side="right") - 1
+        is_bar = prio == 0
+        new_time = np.r_[True, (time[1:] != time[:-1]) | is_bar[:-1]]
+        slots[:, 2] = np.where(~is_bar & new_time, o["Position"] + time - starts[bar], -1)
+        note = prio == 4
+        for mask, col, value, base in ((note & (sort_prog != DRUMS), 3, sort_prog, o["Program"]),
+                                       (note, 4, note_vel, o["Velocity"])):
+            idx = np.flatnonzero(mask)
+            emit = np.r_[True, (value[idx][1:] != value[idx][:-1]) | (bar[idx][1:] != bar[idx][:-1])]
+            slots[idx[emit], col] = base + value[idx[emit]]
+        ids = slots.ravel()
+        ids = ids[ids >= 0]
+        return np.concatenate(([self.bos_id] if bos else [], ids, [self.eos_id] if eos else [])).astype(np.int64)
+
+    # ---- decoding -----------------------------------------------------------------------
+    def decode(self, ids, tpq: int = TPQ, name: str = "") -> Piece:
+        """Ids -> Piece, repairing what is out of grammar (never raises on any id sequence).
+
+        Reading stops at EOS or at a second BOS. ``piece.info`` counts the dropped tokens and
+        the notes cut short."""
+        r = self.resolution
+        f = tpq // r
+        notes: list[list[int]] = []
+        tempos: list[list[float]] = []
+        sigs: list[list[int]] = []
+        pedals: list[list[int]] = []
+        bar_start, bar_len, next_len = None, 4 * r, None
+        sig_default = self.sig_id(4, 4) - self.offset["TimeSig"]
+        cur, program, velocity, pending, pedal_on = 0, 0, 80, None, None
+        dropped, started, in_bar_head, bars = 0, False, False, 0
+        for tok in np.asarray(ids, dtype=np.int64).ravel().tolist():
+            if not 0 <= tok < self.vocab_size:
+                dropped += 1
+                continue
+            kind, val = KINDS[self._kind[tok]], int(self._value[tok])
+            if kind != "Duration" and pending is not None:
+                dropped += 1  # a note without its Duration
+                pending = None
+            if kind == "special":
+                if tok == self.eos_id or (tok == self.bos_id and started):
+                    break
+                continue
+            started = True
+            if kind == "Bar":
+                bar_start = 0 if bar_start is None else bar_start + bar_len
+                bars += 1
+                if next_len is not None:
+                    bar_len, next_len = next_len, None
+                cur, in_bar_head = bar_start, True
+                if not sigs:
+                    sigs.append([0, *self.time_sigs[sig_default]])
+                continue
+            if bar_start is None:  # notes before any Bar: an implicit first bar
+                bar_start, cur, in_bar_head, bars = 0, 0, True, 1
+                sigs.append([0, *self.time_sigs[sig_default]])
+            if kind == "TimeSig":
+                length = self.bar_steps(val)
+                if in_bar_head:
+                    bar_len = length
+                    if sigs and sigs[-1][0] == bar_start * f:
+                        sigs[-1] = [bar_start * f, *self.time_sigs[val]]
+                    else:
+                        sigs.append([bar_start * f, *self.time_sigs[val]])
+                else:
+                    next_len = length
+                    dropped += 1
+                continue
+            in_bar_head = False
+            if kind == "Position":
+                cur = max(cur, bar_start + min(val, bar_len - 1))
+            elif kind == "Tempo":
+                tempos.append([cur * f, float(self.tempo_values[val])])
+            elif kind == "Program":
+                program = val
+            elif kind == "Velocity":
+                velocity = min(127, int((val + 0.5) * 128 / self.velocity_bins))
+            elif kind in ("Pitch", "Drum"):
+                pending = (val, DRUMS if kind == "Drum" else program)
+            elif kind == "Duration":
+                if pending is None:
+                    dropped += 1
+                else:
+                    notes.append([cur, int(self.durations[val]), pending[0], velocity, pending[1]])
+                    pending = None
+            elif kind == "PedalOn":
+                pedal_on = cur if pedal_on is None else pedal_on
+            elif kind == "PedalOff":
+                if pedal_on is None:
+                    dropped += 1
+                else:
+                    pedals.append([pedal_on, max(1, cur - pedal_on)])
+                    pedal_on = None
+        if pending is not None:
+            dropped += 1
+        end = bar_start + bar_len if bar_start is not None else 0
+        if pedal_on is not None and end > pedal_on:
+            pedals.append([pedal_on, end - pedal_on])
+        a = np.array(notes, dtype=np.int64).reshape(-1, 5)
+        cut = 0
+        if len(a):
+            over = a[:, 0] + a[:, 1] > end
+            cut += int(over.sum())
+            a[:, 1] = np.minimum(a[:, 1], end - a[:, 0])
+            a, shortened = _fix_overlaps(a)
+            cut += shortened
+        if not tempos or tempos[0][0] > 0:
+            tempos.insert(0, [0, tempos[0][1] if tempos else 120.0])
+        piece = Piece(tpq, a[:, 0] * f, a[:, 1] * f, a[:, 2], a[:, 3], a[:, 4],
+                      np.array(tempos, dtype=np.float64).reshape(-1, 2), np.array(sigs, dtype=np.int64).reshape(-1, 3),
+                      np.array(pedals, dtype=np.int64).reshape(-1, 2) * f, name,
+                      {"dropped_tokens": dropped, "notes_cut": cut, "bars": bars,
+                       "end": end * f})
+        return piece.sorted()
+
+    # ---- bars ---------------------------------------------------------------------------
+    def bar_indices(self, ids) -> np.ndarray:
+        """Positions of the Bar tokens in ``ids``."""
+        return np.flatnonzero(np.asarray(ids, dtype=np.int64) == self.bar_id)
+
+    # ---- training hooks -----------------------------------------------------------------
+    def transpose_batch(self, x: np.ndarray, rng: np.random.Generator, lo: int, hi: int) -> np.ndarray:
+        """Shift every Pitch token of each row by its own random interval in [lo, hi], narrowed
+        per row so no pitch leaves 0..127 (drums are Drum tokens and never move)."""
+        x = np.array(x, dtype=np.int64, copy=True)
+        p0 = self.offset["Pitch"]
+        is_pitch = (x >= p0) & (x < p0 + 128)
+        big = np.where(is_pitch, x - p0, 10**6).min(axis=1)
+        small = np.where(is_pitch, x - p0, -1).max(axis=1)
+        lo_row = np.maximum(lo, -np.minimum(big, 127))
+        hi_row = np.minimum(hi, 127 - np.maximum(small, 0))
+        shift = np.floor(rng.random(len(x)) * (hi_row - lo_row + 1)).astype(np.int64) + lo_row
+        return np.where(is_pitch, x + shift[:, None], x)
+
+    def music_statistics(self, model, data, ckpt, device="cpu") -> dict:
+        """``seqgen eval``: statistics of compositions against the held-out pieces."""
+        from seqgen.music.stats import music_statistics
+
+        return music_statistics(self, model, data, ckpt, device=device)
+
+    # ---- serialization ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "midi", "resolution": self.resolution, "max_bar_quarters": self.max_bar_quarters,
+                "velocity_bins": self.velocity_bins, "tempo_bins": self.tempo_bins, "tempo_min": self.tempo_min,
+                "tempo_max": self.tempo_max, "max_duration_quarters": self.max_duration_quarters,
+                "version": self.version, "vocab_size": self.vocab_size, "specials": list(SPECIAL)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MidiTokenizer":
+        names = ("resolution", "max_bar_quarters", "velocity_bins", "tempo_bins", "tempo_min", "tempo_max",
+                 "max_duration_quarters", "version")
+        tok = cls(**{k: d[k] for k in names if k in d})
+        if "vocab_size" in d and d["vocab_size"] != tok.vocab_size:
+            raise TokenizerError(f"MIDI tokenizer config expects {d['vocab_size']} tokens, this seqgen builds "
+                                 f"{tok.vocab_size}; the checkpoint is from another seqgen version")
+        return tok
+
+
+def _fix_overlaps(a: np.ndarray) -> tuple[np.ndarray, int]:
+    """Notes (onset, dur, pitch, vel, prog): an equal note (pitch, program) starting while another
+    sounds cuts it short; duplicates at the same onset are dropped. Returns (notes, cut count)."""
+    order = np.lexsort((a[:, 0], a[:, 2], a[:, 4]))
+    a = a[order]
+    same = (a[1:, 2] == a[:-1, 2]) & (a[1:, 4] == a[:-1, 4])
+    dup = np.r_[False, same & (a[1:, 0] == a[:-1, 0])]
+    a = a[~dup]
+    same = (a[1:, 2] == a[:-1, 2]) & (a[1:, 4] == a[:-1, 4])
+    nxt = np.r_[a[1:, 0], np.iinfo(np.int64).max]
+    limit = np.where(np.r_[same, False], nxt - a[:, 0], a[:, 1])
+    cut = int((a[:, 1] > limit).sum()) + int(dup.sum())
+    a[:, 1] = np.maximum(np.minimum(a[:, 1], limit), 1)
+    a = a[a[:, 1] > 0]
+    return a, cut
+
