@@ -253,7 +253,10 @@ def quantize_int8(src: Path, dst: Path, work: Path) -> None:
     ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        quantize_dynamic(str(optimized), str(dst), weight_type=QuantType.QInt8)
+        # Only the weight-heavy operators: the default list also rewrites opset-23 ``Attention``
+        # nodes into com.microsoft ones with other semantics.
+        quantize_dynamic(str(optimized), str(dst), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "Gemm", "LSTM"])
 
 
 def export_checkpoint(ckpt, out: Path, quantize: str | None = None, tolerance: float = TOLERANCE,

@@ -1,0 +1,3 @@
+from seqgen.cli import main
+
+main()
