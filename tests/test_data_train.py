@@ -141,3 +141,22 @@ def test_stream_loss_matches_one_long_forward_and_windowed_differs():
     assert windowed_loss(model, tokens, window=64) != pytest.approx(direct, rel=1e-6)
     loss = infill_loss(model, tokens, FimIds(26, 27, 28, 29), window=32, examples=8)
     assert math.isfinite(loss) and loss > 0
+
+
+def test_interrupt_saves_a_checkpoint_that_resumes(text_corpus, tmp_path):
+    data = load_corpus(str(text_corpus))
+    cfg = TrainConfig(size="tiny", steps=50, batch=4, window=16)
+
+    class StopAt7:
+        def on_start(self, info): pass
+        def on_eval(self, info): pass
+        def on_step(self, info):
+            if info["step"] == 7:
+                raise KeyboardInterrupt
+
+    result = Trainer(cfg, data, tmp_path / "r", callback=StopAt7()).run()
+    assert result.interrupted and result.step == 7
+    ckpt = ckpt_io.load(tmp_path / "r" / "last.pt")
+    assert ckpt.step == 7 and ckpt.optimizer["state"]
+    resumed = Trainer(ckpt.train, data, tmp_path / "r", resume=ckpt).run()
+    assert resumed.step == 50 and not resumed.interrupted
