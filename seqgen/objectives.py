@@ -2,15 +2,17 @@
 
 causal: mask the end and complete it (next-token prediction on the window as it is).
 
-infill: fill-in-the-middle (Bavarian et al. 2022). A window of ``L - 4`` tokens is cut into
-prefix, middle and suffix and rearranged, with sentinels, into ``L`` tokens:
+infill: fill-in-the-middle (Bavarian et al. 2022). The first ``k`` tokens of a window are cut
+into prefix, middle and suffix and rearranged, with sentinels:
 
-    PSM: <pre> prefix <suf> suffix <mid> middle <eot>
-    SPM: <pre> <suf> suffix <mid> prefix middle <eot>
+    PSM: <pre> prefix <suf> suffix <mid> middle <eot> rest
+    SPM: <pre> <suf> suffix <mid> prefix middle <eot> rest
 
-The middle's length is drawn per example, uniformly from 1 to half the window, and its start
-uniformly among the places it fits; PSM and SPM are chosen with equal odds. The loss covers
-every position of the rearranged window (prefix and suffix included), as in the paper.
+``rest`` is the text that followed the passage, so every example keeps the window's length
+``L`` (the sentinels take 4 places). Per example, ``k`` is drawn uniformly from 8 to ``L - 4``
+(so prefix and suffix range from empty to most of the window), the middle's length uniformly
+from 1 to ``k // 2``, its start uniformly among the places it fits; PSM and SPM have equal
+odds. The loss covers every position (prefix, suffix and rest included), as in the paper.
 
 mixed: a share ``fim_rate`` of the rows of each batch is transformed, the rest stay causal.
 """
@@ -62,27 +64,30 @@ def spm(prefix, middle, suffix, ids: FimIds) -> np.ndarray:
 
 
 def fim_transform(window: np.ndarray, ids: FimIds, rng: np.random.Generator, spm_rate: float = 0.5) -> np.ndarray:
-    """Rearrange ``window[: len - 4]`` into a fill-in-the-middle example of ``len(window)`` tokens."""
-    src = np.asarray(window[: len(window) - SENTINELS])
-    a, b = split_points(len(src), rng)
+    """Rearrange the start of ``window[: len - 4]`` into a fill-in-the-middle example, followed by
+    the rest of it, ``len(window)`` tokens in all."""
+    body = np.asarray(window[: len(window) - SENTINELS])
+    k = int(rng.integers(min(8, len(body)), len(body) + 1))
+    a, b = split_points(k, rng)
     fn = spm if rng.random() < spm_rate else psm
-    return fn(src[:a], src[a:b], src[b:], ids)
+    return np.concatenate((fn(body[:a], body[a:b], body[b:k], ids), body[k:]))
 
 
 def fim_inverse(seq: np.ndarray, ids: FimIds) -> np.ndarray:
-    """The original tokens of a PSM or SPM example (prefix + middle + suffix)."""
+    """The original tokens of a PSM or SPM example (prefix + middle + suffix + rest)."""
     seq = np.asarray(seq)
     if len(seq) < 4 or seq[0] != ids.pre:
         raise ValueError("not a fill-in-the-middle sequence: it must start with <pre>")
     mid_at = int(np.flatnonzero(seq == ids.mid)[0])
     end = np.flatnonzero(seq == ids.eot)
     stop = int(end[0]) if len(end) else len(seq)
+    rest = seq[stop + 1 :]
     if seq[1] == ids.suf:  # SPM: <pre><suf> suffix <mid> prefix middle <eot>
         suffix = seq[2:mid_at]
-        return np.concatenate((seq[mid_at + 1 : stop], suffix))
+        return np.concatenate((seq[mid_at + 1 : stop], suffix, rest))
     suf_at = int(np.flatnonzero(seq == ids.suf)[0])
     prefix, suffix = seq[1:suf_at], seq[suf_at + 1 : mid_at]
-    return np.concatenate((prefix, seq[mid_at + 1 : stop], suffix))
+    return np.concatenate((prefix, seq[mid_at + 1 : stop], suffix, rest))
 
 
 def infill_prompt(prefix: np.ndarray, suffix: np.ndarray, ids: FimIds) -> np.ndarray:

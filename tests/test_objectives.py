@@ -12,9 +12,15 @@ def test_fim_transform_keeps_length_and_inverts(seed):
     window = np.arange(40)
     seq = fim_transform(window, IDS, rng)
     assert len(seq) == len(window)
-    assert seq[0] == IDS.pre and seq[-1] == IDS.eot
+    assert seq[0] == IDS.pre
     assert sorted(seq[np.isin(seq, list(IDS.__dict__.values()))].tolist()) == [100, 101, 102, 103]
     np.testing.assert_array_equal(fim_inverse(seq, IDS), window[: len(window) - 4])
+
+
+def test_contexts_range_from_short_to_most_of_the_window():
+    rng = np.random.default_rng(0)
+    eot_at = [int(np.flatnonzero(fim_transform(np.arange(64), IDS, rng) == IDS.eot)[0]) for _ in range(300)]
+    assert min(eot_at) < 16 and max(eot_at) == 63
 
 
 def test_both_orders_occur():
