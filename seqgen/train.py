@@ -107,6 +107,9 @@ class Trainer:
         if resume is not None:
             self.model = resume.model.to(self.device)
             self.step, self.elapsed0, self.best = resume.step, resume.elapsed, resume.best_val_loss
+            if self.progress(self.elapsed0) >= 1.0:
+                raise ConfigError(f"the run already reached its budget (step {self.step}); "
+                                  "give --steps or --time to train further")
         else:
             self.model = new_model(cfg, data.tokenizer).to(self.device)
             self.step, self.elapsed0, self.best = 0, 0.0, None

@@ -189,3 +189,7 @@ def test_bad_config_values_are_one_line(text_corpus, tmp_path, monkeypatch):
     assert_clean_error(run("train", text_corpus, "--model", "mamba", "--steps", 1), "model must be one of")
     assert_clean_error(run("train", text_corpus, "--time", "soon"), "duration")
     assert_clean_error(run("train", text_corpus, "--val-fraction", "0.9", "--steps", 1), "val-fraction")
+
+
+def test_resume_of_a_finished_run_asks_for_more(trained, text_corpus):
+    assert_clean_error(run("train", text_corpus, "--out", trained, "--resume", "--quiet"), "already reached")

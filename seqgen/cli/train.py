@@ -118,8 +118,6 @@ def train(
         if seconds is not None or steps is not None:
             changes.update(time=None if seconds is None else resumed.elapsed + seconds, steps=steps)
         cfg = resumed.train.replace(**changes)
-        if cfg.steps is not None and cfg.steps <= resumed.step and cfg.time is None:
-            raise ConfigError(f"the run is already at step {resumed.step}; ask for more --steps")
     else:
         cfg = TrainConfig(
             model=model, size=size, layers=layers, dim=dim, heads=heads, emb_dim=emb_dim, attn_score=attn_score,
