@@ -39,7 +39,7 @@ def parse_duration(text: str | None) -> float | None:
 @dataclass
 class TrainConfig:
     model: str = "lstm"
-    size: str = "small"
+    size: str | None = None  # None: chosen from the model and the budget
     layers: int | None = None
     dim: int | None = None
     heads: int | None = None
@@ -47,7 +47,7 @@ class TrainConfig:
     attn_score: str = "general"
     objective: str = "mixed"
     fim_rate: float = 0.5
-    batch: int = 8
+    batch: int | None = None  # None: chosen from the model and the budget
     window: int = 128
     batching: str = "auto"
     lr: float | None = None  # None: the model family's default
@@ -71,11 +71,11 @@ class TrainConfig:
             self.transpose = tuple(self.transpose)
         checks = [
             (self.model in MODEL_TYPES, f"model must be one of {', '.join(MODEL_TYPES)}, got {self.model!r}"),
-            (self.size in SIZES, f"size must be one of {', '.join(SIZES)}, got {self.size!r}"),
+            (self.size is None or self.size in SIZES, f"size must be one of {', '.join(SIZES)}, got {self.size!r}"),
             (self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"),
             (self.batching in BATCHING, f"batching must be one of {', '.join(BATCHING)}, got {self.batching!r}"),
             (0.0 <= self.fim_rate <= 1.0, f"fim-rate must be in [0, 1], got {self.fim_rate}"),
-            (self.batch >= 1, f"batch must be at least 1, got {self.batch}"),
+            (self.batch is None or self.batch >= 1, f"batch must be at least 1, got {self.batch}"),
             (self.window >= 8, f"window must be at least 8 tokens, got {self.window}"),
             (self.lr is None or self.lr > 0, f"lr must be positive, got {self.lr}"),
             (0.0 <= self.min_lr_ratio <= 1.0, f"min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}"),

@@ -28,7 +28,15 @@ from seqgen.evaluate import stream_loss
 from seqgen.models import SeqModel, build_model, make_config
 from seqgen.objectives import FimIds, apply_objective, fim_rows
 
-DEFAULT_LR = {"rnn": 3e-3, "gru": 5e-3, "lstm": 5e-3, "lstm-attn": 3e-3, "transformer": 1e-3}
+# What seqgen picks when the user leaves size, batch or learning rate to it: (size, batch, lr).
+AUTO = {"rnn": ("small", 8, 3e-3), "gru": ("small", 8, 5e-3), "lstm": ("small", 8, 5e-3),
+        "lstm-attn": ("small", 8, 3e-3), "transformer": ("small", 16, 1e-3)}
+
+
+def resolve(cfg: TrainConfig) -> TrainConfig:
+    """Fill in the choices left to seqgen (size, batch, learning rate) for the model and budget."""
+    size, batch, lr = AUTO[cfg.model]
+    return cfg.replace(size=cfg.size or size, batch=cfg.batch or batch, lr=cfg.lr or lr)
 
 
 class Callback(Protocol):
@@ -78,7 +86,7 @@ def new_model(cfg: TrainConfig, tokenizer) -> SeqModel:
 
 
 def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
-    peak = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.model]
+    peak = cfg.lr
     warm = min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else 1.0
     floor = cfg.min_lr_ratio
     cos = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
@@ -90,6 +98,7 @@ class Trainer:
                  callback: Callback | None = None):
         if cfg.time is None and cfg.steps is None:
             raise ConfigError("give a time budget or a number of steps")
+        cfg = resolve(cfg)
         self.cfg, self.data, self.out = cfg, data, Path(out)
         self.cb = callback or _Silent()
         self.device = resolve_device(cfg.device)

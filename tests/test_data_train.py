@@ -14,7 +14,7 @@ from seqgen.errors import ConfigError
 from seqgen.evaluate import infill_loss, stream_loss, windowed_loss
 from seqgen.models import build_model, make_config
 from seqgen.objectives import FimIds
-from seqgen.train import Trainer, lr_at
+from seqgen.train import Trainer, lr_at, resolve
 
 
 def test_tokens_are_cached_by_content(text_corpus, tmp_path):
@@ -120,7 +120,8 @@ def test_checkpoint_round_trip(text_corpus, tmp_path):
     payload = torch.load(tmp_path / "r" / "last.pt", weights_only=True)  # plain data only
     assert payload["model_config"]["type"] == "transformer" and payload["tokenizer"]["type"] == "char"
     ckpt = ckpt_io.load(tmp_path / "r" / "last.pt")
-    assert ckpt.train == cfg and ckpt.tokenizer == data.tokenizer and ckpt.step == 3
+    assert ckpt.train == resolve(cfg) and ckpt.train.lr is not None
+    assert ckpt.tokenizer == data.tokenizer and ckpt.step == 3
     x = torch.as_tensor(np.asarray(data.tokens[:20], dtype=np.int64))[None]
     fresh = build_model(ckpt.model.config)
     fresh.load_state_dict(payload["weights"])
