@@ -193,3 +193,16 @@ def test_bad_config_values_are_one_line(text_corpus, tmp_path, monkeypatch):
 
 def test_resume_of_a_finished_run_asks_for_more(trained, text_corpus):
     assert_clean_error(run("train", text_corpus, "--out", trained, "--resume", "--quiet"), "already reached")
+
+
+def test_help_path_loads_neither_torch_nor_music21():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom seqgen.cli import app\n"
+            "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0\n"
+            "r = CliRunner().invoke(app, ['train', '--help'])\nassert r.exit_code == 0\n"
+            "print(sorted(m for m in ('torch', 'music21', 'onnxruntime', 'miditok') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
