@@ -9,6 +9,8 @@ module is as light as numpy.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -24,6 +26,7 @@ MIDI_SUFFIXES = {".mid", ".midi"}
 MUSIC21_SUFFIXES = {".xml", ".mxl", ".musicxml", ".abc", ".krn"}
 DEFAULT_QPM = 120.0
 DEFAULT_VELOCITY = 80
+MAX_QUARTERS = 50_000  # about seven hours at 120 bpm: longer means corrupt times
 
 
 class MusicFileError(SeqgenError):
@@ -142,27 +145,55 @@ def read_midi(source: Path | bytes, name: str = "") -> Piece:
         score = symusic.Score.from_midi(data)
     except Exception as e:  # symusic raises RuntimeError with its parser's message
         raise MusicFileError(f"corrupt MIDI ({_first_line(e)})") from None
+    if score.ticks_per_quarter <= 0:
+        raise MusicFileError(f"corrupt MIDI (ticks per quarter note {score.ticks_per_quarter})")
     piece = from_symusic(score, name or (Path(source).stem if not isinstance(source, bytes) else ""))
     if not len(piece):
         raise MusicFileError("no notes")
+    if piece.end > MAX_QUARTERS * piece.tpq:
+        raise MusicFileError(f"implausibly long ({piece.end / piece.tpq:,.0f} quarter notes; corrupt times?)")
     return piece
 
 
+def voice_layers(piece: Piece) -> np.ndarray:
+    """(N,) layer of each note so that equal notes (pitch, program) never overlap within a layer:
+    0 for almost all; unisons of two voices that overlap go to layer 1, 2..."""
+    layer = np.zeros(len(piece), dtype=np.int64)
+    order = np.lexsort((piece.time, piece.pitch, piece.program))
+    t, e = piece.time[order], (piece.time + piece.duration)[order]
+    same = (piece.pitch[order][1:] == piece.pitch[order][:-1]) & (piece.program[order][1:] == piece.program[order][:-1])
+    if not (same & (t[1:] < e[:-1])).any():
+        return layer
+    ends: dict[tuple[int, int], list[int]] = {}  # (pitch, program) -> end tick per layer
+    for i in order.tolist():
+        key = (int(piece.pitch[i]), int(piece.program[i]))
+        lanes = ends.setdefault(key, [])
+        k = next((j for j, end in enumerate(lanes) if end <= piece.time[i]), len(lanes))
+        if k == len(lanes):
+            lanes.append(0)
+        lanes[k] = int(piece.time[i] + piece.duration[i])
+        layer[i] = k
+    return layer
+
+
 def to_symusic(piece: Piece):
+    """A symusic Score: one track per program (and per unison layer), pedals on the first track."""
     import symusic
 
     score = symusic.Score(piece.tpq)
-    programs = sorted(set(piece.program.tolist()))
-    for prog in programs:
-        m = piece.program == prog
-        track = symusic.Track(name="Drums" if prog == DRUMS else f"Program {prog}",
+    layers = voice_layers(piece)
+    first = True
+    for prog, layer in sorted(set(zip(piece.program.tolist(), layers.tolist()))):
+        m = (piece.program == prog) & (layers == layer)
+        track = symusic.Track(name="Drums" if prog == DRUMS else f"Program {prog}" + (f" ({layer + 1})" if layer else ""),
                               program=0 if prog == DRUMS else int(prog), is_drum=prog == DRUMS)
         track.notes = symusic.Note.from_numpy(
             piece.time[m].astype(np.int32), piece.duration[m].astype(np.int32),
             piece.pitch[m].astype(np.int8), piece.velocity[m].astype(np.int8))
-        if prog == programs[0] or (prog != DRUMS and programs[0] == DRUMS):
+        if first and prog != DRUMS:
             for t, d in piece.pedals.tolist():
                 track.pedals.append(symusic.Pedal(int(t), int(d)))
+            first = False
         score.tracks.append(track)
     for t, q in (piece.tempos.tolist() if len(piece.tempos) else [[0, DEFAULT_QPM]]):
         score.tempos.append(symusic.Tempo(int(t), float(q)))
@@ -234,7 +265,8 @@ def read_music21(path: Path) -> list[Piece]:
 
     path = Path(path)
     try:
-        parsed = converter.parse(str(path), forceSource=True)
+        with quiet_music21():
+            parsed = converter.parse(str(path), forceSource=True)
     except Exception as e:  # music21 raises many kinds of errors on malformed input
         raise MusicFileError(f"music21 cannot parse it ({type(e).__name__}: {_first_line(e)})") from None
     scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
@@ -307,7 +339,8 @@ def write_piece(piece: Piece, path: Path) -> Path:
             tmp.write_bytes(to_symusic(piece).dumps_midi())
         else:
             fmt = "mxl" if suffix == ".mxl" else "musicxml"
-            written = Path(to_music21(piece).write(fmt, fp=str(tmp)))
+            with quiet_music21():
+                written = Path(to_music21(piece).write(fmt, fp=str(tmp)))
             if written != tmp:
                 os.replace(written, tmp)
         os.replace(tmp, path)
@@ -316,6 +349,11 @@ def write_piece(piece: Piece, path: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def quiet_music21():
+    """music21 writes its warnings (odd beams, unknown ABC symbols) straight to stderr; mute them."""
+    return contextlib.redirect_stderr(io.StringIO())
 
 
 def _first_line(e: BaseException) -> str:

@@ -129,6 +129,8 @@ class MidiTokenizer:
         return np.where(ok, self._kind[np.clip(ids, 0, self.vocab_size - 1)], -1)
 
     def sig_id(self, num: int, den: int) -> int:
+        if num <= 0 or den <= 0:  # a corrupt meter
+            num, den = 4, 4
         i = self._sig_index.get((int(num), int(den)))
         if i is None:  # an unusual meter: the one of nearest length with the same denominator, else 4/4
             length = num * 4 / den
@@ -244,7 +246,7 @@ class MidiTokenizer:
         bar_start, bar_len, next_len = None, 4 * r, None
         sig_default = self.sig_id(4, 4) - self.offset["TimeSig"]
         cur, program, velocity, pending, pedal_on = 0, 0, 80, None, None
-        dropped, started, in_bar_head, bars = 0, False, False, 0
+        dropped, started, in_bar_head, bar_starts = 0, False, False, []
         for tok in np.asarray(ids, dtype=np.int64).ravel().tolist():
             if not 0 <= tok < self.vocab_size:
                 dropped += 1
@@ -260,15 +262,16 @@ class MidiTokenizer:
             started = True
             if kind == "Bar":
                 bar_start = 0 if bar_start is None else bar_start + bar_len
-                bars += 1
+                bar_starts.append(bar_start)
                 if next_len is not None:
                     bar_len, next_len = next_len, None
                 cur, in_bar_head = bar_start, True
                 if not sigs:
                     sigs.append([0, *self.time_sigs[sig_default]])
                 continue
-            if bar_start is None:  # notes before any Bar: an implicit first bar
-                bar_start, cur, in_bar_head, bars = 0, 0, True, 1
+            if bar_start is None and kind not in ("Program", "Velocity", "Duration"):  # events before any Bar
+                bar_start, cur, in_bar_head = 0, 0, True
+                bar_starts.append(0)
                 sigs.append([0, *self.time_sigs[sig_default]])
             if kind == "TimeSig":
                 length = self.bar_steps(val)
@@ -325,7 +328,8 @@ class MidiTokenizer:
         piece = Piece(tpq, a[:, 0] * f, a[:, 1] * f, a[:, 2], a[:, 3], a[:, 4],
                       np.array(tempos, dtype=np.float64).reshape(-1, 2), np.array(sigs, dtype=np.int64).reshape(-1, 3),
                       np.array(pedals, dtype=np.int64).reshape(-1, 2) * f, name,
-                      {"dropped_tokens": dropped, "notes_cut": cut, "bars": bars,
+                      {"dropped_tokens": dropped, "notes_cut": cut, "bars": len(bar_starts),
+                       "bar_starts": [b * f for b in bar_starts],
                        "end": end * f})
         return piece.sorted()
 
@@ -373,18 +377,10 @@ class MidiTokenizer:
 
 
 def _fix_overlaps(a: np.ndarray) -> tuple[np.ndarray, int]:
-    """Notes (onset, dur, pitch, vel, prog): an equal note (pitch, program) starting while another
-    sounds cuts it short; duplicates at the same onset are dropped. Returns (notes, cut count)."""
-    order = np.lexsort((a[:, 0], a[:, 2], a[:, 4]))
+    """Notes (onset, dur, pitch, vel, prog): exact repeats (same onset, duration, pitch, program)
+    are dropped. Other overlaps of equal notes stay (voices in unison; the MIDI writer puts them
+    on separate tracks). Returns (notes, dropped count)."""
+    order = np.lexsort((a[:, 1], a[:, 0], a[:, 2], a[:, 4]))
     a = a[order]
-    same = (a[1:, 2] == a[:-1, 2]) & (a[1:, 4] == a[:-1, 4])
-    dup = np.r_[False, same & (a[1:, 0] == a[:-1, 0])]
-    a = a[~dup]
-    same = (a[1:, 2] == a[:-1, 2]) & (a[1:, 4] == a[:-1, 4])
-    nxt = np.r_[a[1:, 0], np.iinfo(np.int64).max]
-    limit = np.where(np.r_[same, False], nxt - a[:, 0], a[:, 1])
-    cut = int((a[:, 1] > limit).sum()) + int(dup.sum())
-    a[:, 1] = np.maximum(np.minimum(a[:, 1], limit), 1)
-    a = a[a[:, 1] > 0]
-    return a, cut
-
+    dup = np.r_[False, (a[1:, [0, 1, 2, 4]] == a[:-1, [0, 1, 2, 4]]).all(axis=1)]
+    return a[~dup], int(dup.sum())

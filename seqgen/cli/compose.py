@@ -1,0 +1,110 @@
+"""seqgen compose: write a MIDI (or MusicXML) file with a music run, or with a character model
+trained on ABC text; then show its piano roll."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from seqgen.cli._util import err, handle_errors, out
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(compose)
+
+
+def parse_bars(text: str | None) -> tuple[int, int] | int | None:
+    """'16' -> 16; '5-8' -> (5, 8)."""
+    from seqgen.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        if "-" in text.strip().lstrip("-"):
+            a, b = (int(v) for v in text.replace("..", "-").split("-"))
+            if a < 1 or b < a:
+                raise ValueError
+            return a, b
+        n = int(text)
+        if n < 1:
+            raise ValueError
+        return n
+    except ValueError:
+        raise ConfigError(f"cannot read --bars {text!r}; expected a count like 16, or a range like 5-8 with --infill") from None
+
+
+@handle_errors
+def compose(
+    run: Annotated[Optional[Path], typer.Argument(help="Run folder, checkpoint or ONNX bundle (default: the most recent run).")] = None,
+    bars: Annotated[Optional[str], typer.Option(help="Bars to write (default 16); with --infill, the bars to rewrite, e.g. 5-8.")] = None,
+    length: Annotated[Optional[int], typer.Option(help="Tokens to write instead of a number of bars (characters for an ABC model).")] = None,
+    tempo: Annotated[Optional[float], typer.Option(help="Tempo of the file written, in quarter notes per minute.")] = None,
+    temp: Annotated[float, typer.Option(help="Temperature; 0 means greedy.")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample only from the k most likely tokens.")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling threshold.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed repeats the piece.")] = None,
+    prime: Annotated[Optional[Path], typer.Option(help="Continue this MIDI/MusicXML/ABC file.")] = None,
+    infill: Annotated[Optional[Path], typer.Option(help="Rewrite --bars A-B of this file, keeping the rest (runs trained with infilling).")] = None,
+    out_path: Annotated[Path, typer.Option("--out", help="File to write: .mid, .midi, .musicxml, .xml or .mxl.")] = Path("composition.mid"),
+    roll: Annotated[bool, typer.Option("--roll/--no-roll", help="Show the piano roll of the result.")] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "cpu",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (one is fastest for small models).")] = None,
+) -> None:
+    """Compose music with a trained run and write it to --out."""
+    import numpy as np
+
+    from seqgen.engines import open_generator
+    from seqgen.errors import ConfigError
+    from seqgen.music.compose import compose as make, infill_bars, load_piece
+    from seqgen.music.piece import write_piece
+    from seqgen.sampling import check_options
+
+    check_options(temp, top_k, top_p)
+    span = parse_bars(bars)
+    if length is not None and length < 1:
+        raise ConfigError(f"--length must be at least 1, got {length}")
+    if tempo is not None and not 10 <= tempo <= 400:
+        raise ConfigError(f"--tempo must be between 10 and 400 quarter notes per minute, got {tempo}")
+    if prime is not None and infill is not None:
+        raise ConfigError("give --prime or --infill, not both")
+    if infill is not None and not isinstance(span, tuple):
+        raise ConfigError("--infill needs the bars to rewrite, e.g. --bars 5-8")
+    if infill is None and isinstance(span, tuple):
+        raise ConfigError(f"--bars {bars} is a range; a range goes with --infill FILE (else give a count)")
+    if length is not None and span is not None:
+        raise ConfigError("give --bars or --length, not both")
+    if out_path.suffix.lower() not in (".mid", ".midi", ".musicxml", ".xml", ".mxl"):
+        raise ConfigError(f"--out {out_path.name}: expected a .mid, .midi, .musicxml, .xml or .mxl file name")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    rng = np.random.default_rng(seed)
+    gen = open_generator(run, device=device)
+    if threads is not None and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    if infill is not None:
+        source = load_piece(infill)
+        piece = infill_bars(gen, source, span[0], span[1], temp, top_k, top_p, rng)
+        if tempo is not None:
+            piece = piece.with_tempo(tempo)
+    else:
+        primer = load_piece(prime) if prime is not None else None
+        n_bars = span if span is not None else (None if length is not None else 16)
+        piece = make(gen, bars=n_bars, length=length, temperature=temp, top_k=top_k, top_p=top_p, rng=rng,
+                     prime=primer, tempo=tempo)
+    repairs = piece.info.get("dropped_tokens", 0) + piece.info.get("notes_cut", 0)
+    if repairs:
+        err.print(f"[dim]repaired the model's output: {piece.info.get('dropped_tokens', 0)} stray token(s) dropped, "
+                  f"{piece.info.get('notes_cut', 0)} note(s) cut short[/]")
+    if not len(piece):
+        err.print("[yellow]the model wrote no notes; the file is silent (train longer or raise --temp)[/]")
+    path = write_piece(piece, out_path)
+    if roll:
+        from seqgen.music.roll import piano_roll, summary
+
+        width = max(40, min(120, out.width - 8))
+        out.print(piano_roll(piece, width=width))
+        out.print(summary(piece))
+    out.print(f"wrote {path}")
