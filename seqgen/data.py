@@ -214,6 +214,7 @@ def write_cache(key: str, chunks: Iterator[np.ndarray], tokenizer, name: str, me
                 n += len(ids)
         if n == 0:
             raise CorpusError(f"corpus {name!r} is empty")
+        # ``meta`` is read only now, after the last chunk: music corpora fill it while they are read.
         info = {"format": CACHE_FORMAT, "tokens": n, "dtype": np.dtype(dtype).name,
                 "tokenizer": tokenizer.to_dict(), "source": name, "meta": meta}
         tmp_json = folder / f"{key}.json.tmp{os.getpid()}"

@@ -47,3 +47,15 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+def torch_threads(threads: int | None) -> None:
+    """Set torch's CPU threads when a torch engine is loaded (one is fastest for one-token steps)."""
+    if threads is None:
+        return
+    if threads < 1:
+        from seqgen.errors import ConfigError
+
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)

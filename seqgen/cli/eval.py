@@ -35,5 +35,13 @@ def evaluate(
     if as_json:
         out.print(json.dumps(result), markup=False, highlight=False)
         return
-    for key, value in result.items():
-        out.print(f"{key:>20}  {value:.4f}" if isinstance(value, float) else f"{key:>20}  {value}", markup=False)
+    for key, value in _flat(result):
+        out.print(f"{key:>32}  {value:.4f}" if isinstance(value, float) else f"{key:>32}  {value}", markup=False)
+
+
+def _flat(d: dict, prefix: str = ""):
+    for key, value in d.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value

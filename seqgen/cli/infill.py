@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from seqgen.cli._util import handle_errors, out
+from seqgen.cli._util import handle_errors, out, torch_threads
 
 
 @handle_errors
@@ -25,6 +25,7 @@ def infill(
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON with prefix, middle and suffix.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "cpu",
+    threads: Annotated[int, typer.Option(help="CPU threads for torch (one is fastest for one-token steps).")] = 1,
 ) -> None:
     """Fill in the middle: print what goes between --prefix and --suffix."""
     import numpy as np
@@ -38,6 +39,7 @@ def infill(
     if max_length < 1 or num < 1:
         raise ConfigError(f"--max-length and --num must be at least 1, got {max_length} and {num}")
     gen = open_generator(run, device=device)
+    torch_threads(threads)
     require_infill(gen)
     tok = gen.tokenizer
     middles = fill(gen, tok.encode(prefix), tok.encode(suffix), max_length, temp, top_k, top_p,

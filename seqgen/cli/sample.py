@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from seqgen.cli._util import err, handle_errors
+from seqgen.cli._util import err, handle_errors, torch_threads
 
 
 @handle_errors
@@ -23,6 +23,7 @@ def sample(
     num: Annotated[int, typer.Option(help="Number of samples.")] = 1,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed repeats the output.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "cpu",
+    threads: Annotated[int, typer.Option(help="CPU threads for torch (one is fastest for one-token steps).")] = 1,
 ) -> None:
     """Sample text, streaming it to stdout as it is generated."""
     import numpy as np
@@ -42,6 +43,7 @@ def sample(
         except (OSError, UnicodeDecodeError) as e:
             raise SeqgenError(f"cannot read prompt file {prompt_file}: {e}") from None
     gen = open_generator(run, device=device)
+    torch_threads(threads)
     tok = gen.tokenizer
     if not hasattr(tok, "default_prompt"):
         raise SeqgenError(f"{gen.source} is a music model; use `seqgen compose` to write MIDI")
