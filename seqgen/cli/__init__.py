@@ -35,21 +35,17 @@ def root(
 
 
 def _register() -> None:
-    from seqgen.cli import corpus, eval as eval_cmd, infill, sample, train
+    from seqgen.cli import bench, compose, corpus, export, infill, sample, train
+    from seqgen.cli import eval as eval_cmd
 
     app.command(no_args_is_help=True)(train.train)
     app.command()(sample.sample)
     app.command(name="eval")(eval_cmd.evaluate)
     app.command(no_args_is_help=True)(infill.infill)
+    compose.register(app)
+    export.register(app)
+    bench.register(app)
     app.add_typer(corpus.app, name="corpus")
-    for optional in ("compose", "export", "bench"):
-        try:
-            module = __import__(f"seqgen.cli.{optional}", fromlist=[optional])
-        except ModuleNotFoundError as e:
-            if e.name != f"seqgen.cli.{optional}":
-                raise
-            continue
-        module.register(app)
 
 
 _register()

@@ -84,6 +84,9 @@ def train(
     batching: Annotated[str, typer.Option(help=f"{', '.join(BATCHING)}: stream = truncated BPTT with the state carried (recurrent models), random = independent windows.")] = D.batching,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default: per model).")] = None,
     dropout: Annotated[float, typer.Option(help="Dropout probability.")] = D.dropout,
+    grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm to this value.")] = D.grad_clip,
+    warmup: Annotated[int, typer.Option(help="Steps of linear learning-rate warmup.")] = D.warmup,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (matrices only).")] = D.weight_decay,
     val_fraction: Annotated[float, typer.Option(help="Last share of the token stream held out for validation.")] = D.val_fraction,
     seed: Annotated[int, typer.Option(help="Random seed (repeatable on the same machine).")] = D.seed,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = D.device,
@@ -122,7 +125,7 @@ def train(
         cfg = TrainConfig(
             model=model, size=size, layers=layers, dim=dim, heads=heads, emb_dim=emb_dim, attn_score=attn_score,
             objective=objective, fim_rate=fim_rate, batch=batch, window=window, batching=batching, lr=lr,
-            dropout=dropout, time=seconds, steps=steps, val_fraction=val_fraction, seed=seed, device=device,
+            dropout=dropout, grad_clip=grad_clip, warmup=warmup, weight_decay=weight_decay, time=seconds, steps=steps, val_fraction=val_fraction, seed=seed, device=device,
             threads=threads, transpose=lo_hi,
         )
     data = load_corpus(corpus, encoding=encoding, tokenizer=resumed.tokenizer if resumed else None)
