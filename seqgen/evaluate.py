@@ -103,7 +103,7 @@ def bits(nats: float) -> float:
 
 
 def evaluate_run(run, which: str = "best", corpus: str | None = None, device: str = "auto",
-                 infill_examples: int = 512) -> dict:
+                 infill_examples: int = 512, compositions: int = 8) -> dict:
     """Every loss of a run on the whole validation split of its corpus, as a JSON-able dict."""
     from seqgen import checkpoint as ckpt_io
     from seqgen.data import load_corpus
@@ -137,5 +137,5 @@ def evaluate_run(run, which: str = "best", corpus: str | None = None, device: st
         result["infill_loss"] = infill_loss(model, val, FimIds.of(ckpt.tokenizer), window=window,
                                             examples=infill_examples, device=dev)
     if hasattr(ckpt.tokenizer, "music_statistics"):
-        result.update(ckpt.tokenizer.music_statistics(model, data, ckpt, device=dev))
+        result.update(ckpt.tokenizer.music_statistics(model, data, ckpt, device=dev, compositions=compositions))
     return result

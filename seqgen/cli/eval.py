@@ -18,6 +18,7 @@ def evaluate(
     last: Annotated[bool, typer.Option("--last", help="Evaluate the last checkpoint instead of the best.")] = False,
     corpus: Annotated[Optional[str], typer.Option(help="Corpus to evaluate on (default: the run's own).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
+    compositions: Annotated[int, typer.Option(help="Music runs: pieces composed to compare with the held-out ones.")] = 8,
 ) -> None:
     """Evaluate a run on its whole validation split (the last --val-fraction of the corpus).
 
@@ -31,7 +32,12 @@ def evaluate(
     """
     from seqgen.evaluate import evaluate_run
 
-    result = evaluate_run(run, which="last" if last else "best", corpus=corpus, device=device)
+    from seqgen.errors import ConfigError
+
+    if compositions < 1:
+        raise ConfigError(f"--compositions must be at least 1, got {compositions}")
+    result = evaluate_run(run, which="last" if last else "best", corpus=corpus, device=device,
+                          compositions=compositions)
     if as_json:
         out.print(json.dumps(result), markup=False, highlight=False)
         return
