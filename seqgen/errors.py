@@ -19,3 +19,7 @@ class CheckpointError(SeqgenError):
 
 class TokenizerError(SeqgenError, ValueError):
     """Text or music that the tokenizer cannot encode."""
+
+
+class ExportError(SeqgenError):
+    """The exported graph does not reproduce the model (or cannot be built)."""

@@ -35,10 +35,18 @@ AUTO = {"rnn": ("small", 16, 5e-3), "gru": ("small", 16, 1e-2), "lstm": ("small"
         "lstm-attn": ("small", 16, 5e-3), "transformer": ("small", 16, 1e-3)}
 
 
+# With 8 minutes or more the LSTM affords a wider layer: 10 minutes on tinyshakespeare gave
+# 1.481 nats with 384 units at lr 1e-2 against 1.498 with 256 units at lr 2e-2.
+LONG_BUDGET = 480.0
+
+
 def resolve(cfg: TrainConfig) -> TrainConfig:
     """Fill in the choices left to seqgen (size, batch, learning rate) for the model and budget."""
     size, batch, lr = AUTO[cfg.model]
-    return cfg.replace(size=cfg.size or size, batch=cfg.batch or batch, lr=cfg.lr or lr)
+    dim = cfg.dim
+    if cfg.model == "lstm" and cfg.size is None and dim is None and (cfg.time or 0) >= LONG_BUDGET:
+        dim, lr = 384, 1e-2
+    return cfg.replace(size=cfg.size or size, batch=cfg.batch or batch, lr=cfg.lr or lr, dim=dim)
 
 
 class Callback(Protocol):

@@ -1,7 +1,6 @@
 """Token cache, batching, the training loop, checkpoints and evaluation."""
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -161,3 +160,13 @@ def test_interrupt_saves_a_checkpoint_that_resumes(text_corpus, tmp_path):
     assert ckpt.step == 7 and ckpt.optimizer["state"]
     resumed = Trainer(ckpt.train, data, tmp_path / "r", resume=ckpt).run()
     assert resumed.step == 50 and not resumed.interrupted
+
+
+def test_defaults_depend_on_the_budget_but_never_override_the_user():
+    short = resolve(TrainConfig(time=120))
+    long = resolve(TrainConfig(time=600))
+    assert (short.size, short.batch, short.dim) == ("small", 16, None)
+    assert long.dim == 384 and long.lr < short.lr
+    assert resolve(TrainConfig(time=600, dim=128)).dim == 128
+    assert resolve(TrainConfig(time=600, size="tiny")).dim is None
+    assert resolve(TrainConfig(time=600, lr=3e-3)).lr == 3e-3

@@ -1,8 +1,6 @@
 """Infilling on a tiny trained model: it must learn to write the missing middle."""
 
-import numpy as np
 import pytest
-import torch
 
 from seqgen.config import TrainConfig
 from seqgen.data import load_corpus

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from seqgen.cli._util import handle_errors, out, torch_threads
+from seqgen.cli._util import handle_errors, torch_threads
 
 
 @handle_errors

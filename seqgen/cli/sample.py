@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from seqgen.cli._util import err, handle_errors, torch_threads
+from seqgen.cli._util import handle_errors, torch_threads
 
 
 @handle_errors
