@@ -151,6 +151,14 @@ def test_int8_quantization(exported, model_type):
     assert json.loads((bundle / "seqgen.json").read_text())["quantize"] == "int8"
 
 
+def heavy_modules_after(code: str) -> str:
+    """Run ``code`` in a fresh interpreter; which torch/music21 modules it loaded."""
+    code += "import sys\nprint(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'music21')))\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
 @pytest.mark.parametrize("model_type", TYPES)
 def test_engine_imports_no_torch(exported, model_type):
     """open_bundle and sampling load neither torch nor music21."""
@@ -162,11 +170,8 @@ def test_engine_imports_no_torch(exported, model_type):
         f"g = open_generator({str(bundle)!r})\n"
         "ids = list(complete(g, g.tokenizer.encode('All'), 5, rng=np.random.default_rng(0)))\n"
         "assert len(ids) == 5\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'music21')))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    assert heavy_modules_after(code) == "[]"
 
 
 # ---- failures and the bundle format ----------------------------------------------------------------
@@ -292,11 +297,8 @@ def test_music_bundle_imports_no_torch_nor_music21(tmp_path):
         "assert type(g.tokenizer).__name__ == 'MidiTokenizer'\n"
         "ids = list(generate(g.engine, np.zeros((2, 3), np.int64), 5, rng=np.random.default_rng(0)))\n"
         "assert len(ids) == 5\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'music21')))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    assert heavy_modules_after(code) == "[]"
 
 
 def test_sliding_kv_cache_stays_bounded(exported):
