@@ -139,6 +139,13 @@ def test_stream_loss_matches_one_long_forward_and_windowed_differs():
         direct = torch.nn.functional.cross_entropy(logits[0], x[0, 1:]).item()
     assert stream_loss(model, tokens, chunk=37) == pytest.approx(direct, rel=1e-5)
     assert windowed_loss(model, tokens, window=64) != pytest.approx(direct, rel=1e-6)
+    # three pieces read side by side: each piece is one long forward from empty context
+    piece = 299 // 3
+    with torch.no_grad():
+        parts = [torch.nn.functional.cross_entropy(model(x[:, k * piece : (k + 1) * piece])[0][0],
+                                                   x[0, k * piece + 1 : (k + 1) * piece + 1], reduction="sum").item()
+                 for k in range(3)]
+    assert stream_loss(model, tokens, chunk=37, streams=3) == pytest.approx(sum(parts) / (3 * piece), rel=1e-5)
     loss = infill_loss(model, tokens, FimIds(26, 27, 28, 29), window=32, examples=8)
     assert math.isfinite(loss) and loss > 0
 
@@ -162,11 +169,11 @@ def test_interrupt_saves_a_checkpoint_that_resumes(text_corpus, tmp_path):
     assert resumed.step == 50 and not resumed.interrupted
 
 
-def test_defaults_depend_on_the_budget_but_never_override_the_user():
-    short = resolve(TrainConfig(time=120))
-    long = resolve(TrainConfig(time=600))
-    assert (short.size, short.batch, short.dim) == ("small", 16, None)
-    assert long.dim == 384 and long.lr < short.lr
+def test_defaults_fill_only_what_the_user_left_open():
+    auto = resolve(TrainConfig(time=120))
+    assert (auto.size, auto.batch, auto.lr, auto.dim) == ("small", 8, 1e-2, None)
+    assert resolve(TrainConfig(time=120, model="transformer")).lr == 1e-3
     assert resolve(TrainConfig(time=600, dim=128)).dim == 128
-    assert resolve(TrainConfig(time=600, size="tiny")).dim is None
+    assert resolve(TrainConfig(time=600, size="tiny")).size == "tiny"
+    assert resolve(TrainConfig(time=600, batch=32)).batch == 32
     assert resolve(TrainConfig(time=600, lr=3e-3)).lr == 3e-3
