@@ -86,6 +86,18 @@ def test_eval_json_has_the_keys_scripts_rely_on(trained):
     assert d["step"] == 40 and d["tokens"] > 0
 
 
+def test_eval_notes_a_drifting_state_only_when_carrying_it_hurts(trained, monkeypatch):
+    import seqgen.evaluate
+
+    real = seqgen.evaluate.evaluate_run
+    for val_loss, noted in ((1.4, False), (1.6, True)):
+        fake = {"model": "lstm", "val_loss": val_loss, "val_loss_windowed": 1.5}
+        monkeypatch.setattr(seqgen.evaluate, "evaluate_run", lambda *a, f=fake, **k: {**real(*a, **k), **f})
+        r = run("eval", trained, "--json")
+        assert r.exit_code == 0 and ("drifts over long texts" in r.stderr) == noted, r.stderr
+        assert json.loads(r.stdout)["val_loss"] == val_loss
+
+
 def test_infill_prints_json(trained):
     r = run("infill", trained, "--prefix", "First ", "--suffix", " Citizen", "--json", "--seed", 0, "--max-length", 20)
     assert r.exit_code == 0, r.output

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from seqgen.cli._util import handle_errors, out
+from seqgen.cli._util import err, handle_errors, out
 
 
 @handle_errors
@@ -38,6 +38,9 @@ def evaluate(
         raise ConfigError(f"--compositions must be at least 1, got {compositions}")
     result = evaluate_run(run, which="last" if last else "best", corpus=corpus, device=device,
                           compositions=compositions)
+    if result.get("model") != "transformer" and result["val_loss"] > result.get("val_loss_windowed", float("inf")):
+        err.print("[yellow]note:[/] val_loss is above the windowed loss: this model's carried state drifts over "
+                  "long texts (reading more context makes it worse); very long samples may degrade", soft_wrap=True)
     if as_json:
         out.print(json.dumps(result), markup=False, highlight=False)
         return
