@@ -28,7 +28,8 @@ def evaluate(
     from earlier validation text only. [bold]val_loss_windowed[/]: nanoGPT's method,
     consecutive 64-token windows each read from empty context. [bold]infill_loss[/]: nats per
     token on the middle span of 512 seeded fill-in-the-middle examples (runs trained with infill).
-    Bits per token are nats / ln 2.
+    Bits per token are nats / ln 2. When a recurrent model's val_loss is above its windowed
+    loss, its carried state drifts on long texts, and a note on stderr says so.
     """
     from seqgen.evaluate import evaluate_run
 
