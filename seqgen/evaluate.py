@@ -32,9 +32,9 @@ def stream_loss(model: SeqModel, tokens: np.ndarray, chunk: int = 256, device="c
     was = model.training
     model.eval()
     n = len(tokens) if max_tokens is None else min(len(tokens), max_tokens + 1)
-    streams = max(1, min(streams, (n - 1) // max(chunk, 1)))
     if n < 2:
         raise ValueError("need at least two tokens to evaluate")
+    streams = max(1, min(streams, (n - 1) // chunk))  # each stream at least one chunk long
     piece = (n - 1) // streams
     rows = np.asarray(tokens[: streams * piece + 1], dtype=np.int64)
     starts = np.arange(streams) * piece

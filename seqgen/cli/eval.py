@@ -28,20 +28,19 @@ def evaluate(
     from earlier validation text only. [bold]val_loss_windowed[/]: nanoGPT's method,
     consecutive 64-token windows each read from empty context. [bold]infill_loss[/]: nats per
     token on the middle span of 512 seeded fill-in-the-middle examples (runs trained with infill).
-    Bits per token are nats / ln 2. When a recurrent model's val_loss is above its windowed
-    loss, its carried state drifts on long texts, and a note on stderr says so.
+    Bits per token are nats / ln 2. When val_loss is above the windowed loss (more context
+    makes the model worse: a recurrent model's carried state drifts), a note on stderr says so.
     """
-    from seqgen.evaluate import evaluate_run
-
     from seqgen.errors import ConfigError
+    from seqgen.evaluate import evaluate_run
 
     if compositions < 1:
         raise ConfigError(f"--compositions must be at least 1, got {compositions}")
     result = evaluate_run(run, which="last" if last else "best", corpus=corpus, device=device,
                           compositions=compositions)
-    if result.get("model") != "transformer" and result["val_loss"] > result.get("val_loss_windowed", float("inf")):
-        err.print("[yellow]note:[/] val_loss is above the windowed loss: this model's carried state drifts over "
-                  "long texts (reading more context makes it worse); very long samples may degrade", soft_wrap=True)
+    if result["val_loss"] > result["val_loss_windowed"]:
+        err.print("[yellow]note:[/] val_loss is above the windowed loss: this model drifts over long texts "
+                  "(reading more context makes it worse); very long samples may degrade", soft_wrap=True)
     if as_json:
         out.print(json.dumps(result), markup=False, highlight=False)
         return

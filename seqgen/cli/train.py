@@ -125,8 +125,8 @@ def train(
         cfg = TrainConfig(
             model=model, size=size, layers=layers, dim=dim, heads=heads, emb_dim=emb_dim, attn_score=attn_score,
             objective=objective, fim_rate=fim_rate, batch=batch, window=window, batching=batching, lr=lr,
-            dropout=dropout, grad_clip=grad_clip, warmup=warmup, weight_decay=weight_decay, time=seconds, steps=steps, val_fraction=val_fraction, seed=seed, device=device,
-            threads=threads, transpose=lo_hi,
+            dropout=dropout, grad_clip=grad_clip, warmup=warmup, weight_decay=weight_decay, time=seconds,
+            steps=steps, val_fraction=val_fraction, seed=seed, device=device, threads=threads, transpose=lo_hi,
         )
     data = load_corpus(corpus, encoding=encoding, tokenizer=resumed.tokenizer if resumed else None)
     if out is None:
