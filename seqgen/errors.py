@@ -1,4 +1,5 @@
-"""Errors a user can cause. The CLI turns every SeqgenError into one red line and exit code 1."""
+"""Errors a user can cause. The CLI's one error boundary turns every SeqgenError into one red
+line and exit code 1; anything else is a bug and says so."""
 
 
 class SeqgenError(Exception):
@@ -23,3 +24,12 @@ class TokenizerError(SeqgenError, ValueError):
 
 class ExportError(SeqgenError):
     """The exported graph does not reproduce the model (or cannot be built)."""
+
+
+class MusicFileError(SeqgenError):
+    """A music file that cannot be read or holds no notes (the reason is the message)."""
+
+
+class FileWriteError(SeqgenError, OSError):
+    """A file could not be written (no space, read-only folder, permission); the previous
+    file at that path, if any, is intact and no temp file is left behind."""
