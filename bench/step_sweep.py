@@ -42,7 +42,7 @@ def main() -> None:
 
     import seqgen.train as train
     from seqgen.config import TrainConfig
-    from seqgen.data import load_corpus
+    from seqgen.data.load import load_corpus
     from seqgen.evaluate import stream_loss, windowed_loss
 
     if a.linear_decay:

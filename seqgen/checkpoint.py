@@ -5,35 +5,38 @@ plain data, step, best validation loss, optimizer state. They load with
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import torch
 
 from seqgen import __version__
 from seqgen.config import TrainConfig
+from seqgen.device import resolve_device
 from seqgen.errors import CheckpointError
+from seqgen.fileio import atomic_path
 from seqgen.models import SeqModel, build_model, config_from_dict
-from seqgen.tokenizers import tokenizer_from_dict
+from seqgen.runs import BEST, LAST, locate
+from seqgen.tokenizers import Tokenizer, tokenizer_from_dict
 
 FORMAT = 1
-LAST, BEST = "last.pt", "best.pt"
+__all__ = ["BEST", "LAST", "Checkpoint", "load", "open_checkpoint", "read_payload", "save"]
 
 
 @dataclass
 class Checkpoint:
     model: SeqModel
-    tokenizer: Any
+    tokenizer: Tokenizer
     train: TrainConfig
     step: int = 0
     elapsed: float = 0.0
     best_val_loss: float | None = None
     optimizer: dict | None = None
     extra: dict = field(default_factory=dict)
+    path: Path | None = None  # where it was loaded from (not saved)
 
     def to_payload(self) -> dict:
         return {
@@ -52,14 +55,9 @@ class Checkpoint:
 
 
 def save(ckpt: Checkpoint, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    """Write atomically (``seqgen.fileio``): a failed write leaves the previous file intact."""
+    with atomic_path(path) as tmp:
         torch.save(ckpt.to_payload(), tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_payload(path: Path) -> dict:
@@ -68,9 +66,15 @@ def read_payload(path: Path) -> dict:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" in str(e).lower() or "weights_only" in str(e):
+            raise CheckpointError(
+                f"checkpoint {path} holds objects other than tensors and plain data; seqgen does not load it "
+                "because loading could run code"
+            ) from None
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({_first(e)})") from None
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({first[:120]})") from None
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({_first(e)})") from None
     if not isinstance(payload, dict) or "format" not in payload:
         raise CheckpointError(f"{path} is not a seqgen checkpoint")
     if payload["format"] > FORMAT:
@@ -79,6 +83,11 @@ def read_payload(path: Path) -> dict:
             f"{payload.get('seqgen_version', '?')}); this seqgen ({__version__}) reads format {FORMAT}: upgrade seqgen"
         )
     return payload
+
+
+def _first(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:120]
 
 
 def load(path: Path, device: str | torch.device = "cpu") -> Checkpoint:
@@ -96,8 +105,19 @@ def load(path: Path, device: str | torch.device = "cpu") -> Checkpoint:
             best_val_loss=payload.get("best_val_loss"),
             optimizer=payload.get("optimizer"),
             extra=payload.get("extra") or {},
+            path=Path(path),
         )
     except (KeyError, TypeError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {path} is incomplete or inconsistent: {str(e).splitlines()[0][:160]}") from None
     ckpt.model.eval()
     return ckpt
+
+
+def open_checkpoint(run: Path | str | None, which: Literal["best", "last"] = "best", device: str = "cpu") -> Checkpoint:
+    """The checkpoint a RUN argument names (``seqgen.runs.locate``), loaded on ``device``
+    (``auto`` resolves to CUDA when present). An ONNX bundle is refused: it holds no weights
+    to train, evaluate or export."""
+    found = locate(run, which)
+    if found.kind == "bundle":
+        raise CheckpointError(f"{found.path} is an ONNX bundle; this command needs a run folder or checkpoint")
+    return load(found.path, device=resolve_device(device))

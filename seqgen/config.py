@@ -1,4 +1,6 @@
-"""Training configuration: one dataclass that validates itself and round-trips through JSON.
+"""The registry of model types, sizes and objectives, and the training configuration: one
+dataclass that validates itself, round-trips through JSON, and carries each setting's default
+and help text (``seqgen train`` builds its options from the fields).
 
 It imports nothing heavy, so the CLI reads its defaults without loading torch.
 """
@@ -7,15 +9,47 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from seqgen.errors import ConfigError
 
-MODEL_TYPES = ("rnn", "gru", "lstm", "lstm-attn", "transformer")
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model type: its size presets, and what seqgen picks when the user leaves it to seqgen."""
+
+    name: str
+    description: str
+    presets: dict[str, dict[str, int]]
+    auto_size: str
+    auto_batch: int
+    auto_lr: float
+
+
+_RECURRENT = {"tiny": dict(layers=1, dim=64, emb_dim=32), "small": dict(layers=1, dim=256, emb_dim=64),
+              "base": dict(layers=2, dim=512, emb_dim=128)}
+# The LSTM's automatic choice was measured on tinyshakespeare at the step counts two cores reach
+# in 2 and 10 minutes (mixed objective): batch 8 runs 82% of batch 16's tokens/s (oneDNN's LSTM
+# is bound by per-step latency), so 1.64x the updates. At 2 minutes, batch 8 at lr 1e-2 reached
+# 1.515 nats (5e-3: 1.521), batch 16 at 2e-2 1.546, 192 units with 1.5x the steps 1.528; at 10
+# minutes, 256 units 1.480, 384 units 1.581 with the state carried over the whole split.
+MODELS: dict[str, ModelSpec] = {m.name: m for m in (
+    ModelSpec("rnn", "Elman RNN (tanh)", _RECURRENT, "small", 16, 5e-3),
+    ModelSpec("gru", "GRU", _RECURRENT, "small", 16, 1e-2),
+    ModelSpec("lstm", "LSTM", _RECURRENT, "small", 8, 1e-2),
+    ModelSpec("lstm-attn", "LSTM with Luong attention over its own earlier states",
+              {"tiny": dict(layers=1, dim=32, emb_dim=16), "small": dict(layers=1, dim=256, emb_dim=64),
+               "base": dict(layers=2, dim=384, emb_dim=128)}, "small", 16, 5e-3),
+    ModelSpec("transformer", "GPT-style decoder: pre-norm, rotary positions, sliding KV cache",
+              {"tiny": dict(layers=1, dim=32, heads=2), "small": dict(layers=4, dim=128, heads=4),
+               "base": dict(layers=6, dim=256, heads=8)}, "small", 16, 1e-3),
+)}
+MODEL_TYPES = tuple(MODELS)
 SIZES = ("tiny", "small", "base")
 OBJECTIVES = ("causal", "infill", "mixed")
 BATCHING = ("auto", "stream", "random")
+ATTN_SCORES = ("dot", "general", "concat")
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -36,40 +70,66 @@ def parse_duration(text: str | None) -> float | None:
     return value
 
 
+def option(default: Any, help: str, **cli: Any) -> Any:
+    """A config field that is also a ``seqgen train`` option: its default and help live here once.
+    ``cli`` may give ``flag`` (another option name), ``parse`` (text -> value, for a field whose
+    command-line form is text, e.g. a duration) and ``resume`` (the option may change on --resume)."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
+def parse_range(text: str | None) -> tuple[int, int] | None:
+    """'-5..6' or '-5:6' -> (-5, 6)."""
+    if text is None:
+        return None
+    try:
+        lo, hi = (int(v) for v in str(text).replace("..", ":").split(":"))
+    except ValueError:
+        raise ConfigError(f"cannot read range {text!r}; expected a range like -5..6") from None
+    return lo, hi
+
+
+_ = ", ".join
+
+
 @dataclass
 class TrainConfig:
-    model: str = "lstm"
-    size: str | None = None  # None: chosen from the model and the budget
-    layers: int | None = None
-    dim: int | None = None
-    heads: int | None = None
-    emb_dim: int | None = None
-    attn_score: str = "general"
-    objective: str = "mixed"
-    fim_rate: float = 0.5
-    batch: int | None = None  # None: chosen from the model and the budget
-    window: int = 128
-    batching: str = "auto"
-    lr: float | None = None  # None: the model family's default
-    min_lr_ratio: float = 0.05
-    warmup: int = 100
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    dropout: float = 0.0
-    time: float | None = None  # seconds of training (wall clock), or
-    steps: int | None = None  # a number of optimizer steps (total, counting resumed ones)
-    val_fraction: float = 0.1
-    eval_every: float = 0.1  # share of the budget between evaluations
-    eval_tokens: int = 16384  # validation tokens per evaluation during training
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    transpose: tuple[int, int] = (0, 0)
+    model: str = option("lstm", f"Model: {_(MODEL_TYPES)}.")
+    size: str | None = option(None, f"Size preset: {_(SIZES)} (default: chosen for the model).")
+    layers: int | None = option(None, "Layers (overrides the size preset).")
+    dim: int | None = option(None, "Hidden / model width (overrides the preset).")
+    heads: int | None = option(None, "Attention heads (transformer).")
+    emb_dim: int | None = option(None, "Embedding width (recurrent models).")
+    attn_score: str = option("general", f"Luong score for lstm-attn: {_(ATTN_SCORES)}.")
+    objective: str = option("mixed", f"Objective: {_(OBJECTIVES)} (mixed: a share --fim-rate of examples "
+                                     "fill in a middle).")
+    fim_rate: float = option(0.5, "Share of fill-in-the-middle examples with --objective mixed.")
+    batch: int | None = option(None, "Sequences per batch (default: chosen for the model).")
+    window: int = option(128, "Tokens per training window (the transformer's attention span).")
+    batching: str = option("auto", f"{_(BATCHING)}: stream = truncated BPTT with the state carried "
+                                   "(recurrent models), random = independent windows.")
+    lr: float | None = option(None, "Peak learning rate (default: per model).")
+    min_lr_ratio: float = option(0.05, "The learning rate decays (cosine) to this share of the peak.")
+    warmup: int = option(100, "Steps of linear learning-rate warmup.")
+    weight_decay: float = option(0.01, "AdamW weight decay (matrices only).")
+    grad_clip: float = option(1.0, "Clip the gradient norm to this value.")
+    dropout: float = option(0.0, "Dropout probability.")
+    time: float | None = option(None, "Wall-clock budget, e.g. 90s, 3m, 1h (default 5m unless --steps).",
+                                parse=lambda text: parse_duration(text), resume=True)
+    steps: int | None = option(None, "Train for this many optimizer steps (total, when resuming).", resume=True)
+    val_fraction: float = option(0.1, "Last share of the token stream held out for validation.")
+    eval_every: float = option(0.1, "Share of the budget between evaluations.")
+    eval_tokens: int = option(16384, "Validation tokens read per evaluation during training.")
+    seed: int = option(0, "Random seed (repeatable on the same machine).")
+    device: str = option("auto", "auto (CUDA when present), cpu, cuda, cuda:N.", resume=True)
+    threads: int | None = option(None, "CPU threads for torch (default: torch's choice).", resume=True)
+    transpose: tuple[int, int] = option((0, 0), "Music: transposition augmentation range in semitones, "
+                                                "e.g. -5..6.", parse=lambda text: parse_range(text))
 
     def __post_init__(self) -> None:
         if isinstance(self.transpose, list):
             self.transpose = tuple(self.transpose)
         checks = [
+            (self.attn_score in ATTN_SCORES, f"attn-score must be one of {_(ATTN_SCORES)}, got {self.attn_score!r}"),
             (self.model in MODEL_TYPES, f"model must be one of {', '.join(MODEL_TYPES)}, got {self.model!r}"),
             (self.size is None or self.size in SIZES, f"size must be one of {', '.join(SIZES)}, got {self.size!r}"),
             (self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"),
@@ -108,3 +168,9 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+    def resolved(self) -> "TrainConfig":
+        """The choices left to seqgen (size, batch, learning rate) filled in for the model."""
+        spec = MODELS[self.model]
+        return self.replace(size=self.size or spec.auto_size, batch=self.batch or spec.auto_batch,
+                            lr=self.lr or spec.auto_lr)

@@ -33,3 +33,11 @@ class MusicFileError(SeqgenError):
 class FileWriteError(SeqgenError, OSError):
     """A file could not be written (no space, read-only folder, permission); the previous
     file at that path, if any, is intact and no temp file is left behind."""
+
+
+class RunError(SeqgenError):
+    """A run folder that does not exist, cannot be read, or holds nothing to show yet."""
+
+
+class MissingExtraError(SeqgenError):
+    """An optional dependency is not installed; the message names the extra that brings it."""

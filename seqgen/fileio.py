@@ -15,7 +15,7 @@ from typing import Any, Iterator
 from seqgen.errors import FileWriteError
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -47,7 +47,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as e:
         raise FileWriteError(f"cannot write {path}: {_cause(e)}") from None
     except RuntimeError as e:

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-OBJECTIVES = ("causal", "infill", "mixed")
 SENTINELS = 4
 
 
@@ -56,7 +55,7 @@ def split_points(n: int, rng: np.random.Generator) -> tuple[int, int]:
 
 
 def psm(prefix, middle, suffix, ids: FimIds) -> np.ndarray:
-    return np.concatenate(([ids.pre], prefix, [ids.suf], suffix, [ids.mid], middle, [ids.eot])).astype(np.int64)
+    return np.concatenate((infill_prompt(prefix, suffix, ids), middle, [ids.eot])).astype(np.int64)
 
 
 def spm(prefix, middle, suffix, ids: FimIds) -> np.ndarray:

@@ -12,7 +12,8 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
-from seqgen.errors import ConfigError
+from seqgen.errors import ConfigError, SeqgenError
+from seqgen.objectives import FimIds, infill_prompt
 
 
 class Engine(Protocol):
@@ -100,7 +101,7 @@ def generate(engine: Engine, prompt: np.ndarray, steps: int, temperature: float 
         logits, state = engine.advance(nxt[:, None], state)
 
 
-# ---- text-level helpers over a Generator (seqgen.engines) ------------------------------------
+# ---- helpers over a Generator (seqgen.engines.base: an engine and its tokenizer) ------------------------------------
 def _sentinels(tokenizer) -> tuple[int, ...]:
     return (tokenizer.pre_id, tokenizer.suf_id, tokenizer.mid_id, tokenizer.eot_id)
 
@@ -115,8 +116,6 @@ def complete(gen, prompt_ids: np.ndarray, length: int, temperature: float = 1.0,
 
 def require_infill(gen) -> None:
     """Refuse to fill in a middle with a run that never learned to."""
-    from seqgen.errors import SeqgenError
-
     if not gen.knows_infill:
         raise SeqgenError(
             f"{gen.source} was trained with --objective {gen.objective}, so it cannot fill in a middle; "
@@ -130,7 +129,7 @@ def infill(gen, prefix_ids: np.ndarray, suffix_ids: np.ndarray, max_length: int,
     """Write the middle between a prefix and a suffix (PSM order); one id array per row."""
     require_infill(gen)
     tok = gen.tokenizer
-    prompt = np.concatenate(([tok.pre_id], prefix_ids, [tok.suf_id], suffix_ids, [tok.mid_id])).astype(np.int64)
+    prompt = infill_prompt(prefix_ids, suffix_ids, FimIds.of(tok))
     rows: list[list[int]] = [[] for _ in range(batch)]
     stopped = np.zeros(batch, dtype=bool)
     banned = (tok.pre_id, tok.suf_id, tok.mid_id)

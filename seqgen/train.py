@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,28 +21,16 @@ import torch.nn.functional as F
 
 from seqgen import checkpoint as ckpt_io
 from seqgen.config import TrainConfig
-from seqgen.data import StreamBatcher, TokenData, random_windows
+from seqgen.data.batches import StreamBatcher, random_windows
+from seqgen.data.cache import TokenData
+from seqgen.device import resolve_device, set_threads
 from seqgen.errors import ConfigError, CorpusError
-from seqgen.evaluate import stream_loss
+from seqgen.fileio import write_json
+from seqgen.losses import stream_loss
 from seqgen.models import SeqModel, build_model, make_config
 from seqgen.objectives import FimIds, apply_objective, fim_rows
-
-# What seqgen picks when the user leaves size, batch or learning rate to it: (size, batch, lr).
-# The LSTM's choice was measured on tinyshakespeare at the step counts two cores reach in 2 and 10
-# minutes (mixed objective): batch 8 runs 82% of batch 16's tokens/s (oneDNN's LSTM is bound by
-# per-step latency), so 1.64x the updates. At 2 minutes, batch 8 at lr 1e-2 reached 1.515 nats
-# (5e-3: 1.521), batch 16 at 2e-2 1.546, 192 units with 1.5x the steps 1.528, a 32-wide embedding
-# no better; at 10 minutes, 256 units 1.480, 384 units 1.581 with the state carried over the whole
-# split (its cell state drifts on long texts; 1.472 with the state reset every 2,048 characters).
-AUTO = {"rnn": ("small", 16, 5e-3), "gru": ("small", 16, 1e-2), "lstm": ("small", 8, 1e-2),
-        "lstm-attn": ("small", 16, 5e-3), "transformer": ("small", 16, 1e-3)}
-
-
-def resolve(cfg: TrainConfig) -> TrainConfig:
-    """Fill in the choices left to seqgen (size, batch, learning rate) for the model."""
-    size, batch, lr = AUTO[cfg.model]
-    return cfg.replace(size=cfg.size or size, batch=cfg.batch or batch, lr=cfg.lr or lr)
-
+from seqgen.runs import BEST, CONFIG, LAST, METRICS
+from seqgen.tokenizers import Tokenizer
 
 class Callback(Protocol):
     def on_start(self, info: dict) -> None: ...
@@ -70,18 +57,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N") from None
-
-
-def new_model(cfg: TrainConfig, tokenizer) -> SeqModel:
+def new_model(cfg: TrainConfig, tokenizer: Tokenizer) -> SeqModel:
     extra: dict[str, Any] = dict(layers=cfg.layers, dim=cfg.dim, emb_dim=cfg.emb_dim, dropout=cfg.dropout,
                                  mid_id=tokenizer.mid_id)
     if cfg.model == "transformer":
@@ -104,12 +80,11 @@ class Trainer:
                  callback: Callback | None = None):
         if cfg.time is None and cfg.steps is None:
             raise ConfigError("give a time budget or a number of steps")
-        cfg = resolve(cfg)
+        cfg = cfg.resolved()
         self.cfg, self.data, self.out = cfg, data, Path(out)
         self.cb = callback or _Silent()
         self.device = resolve_device(cfg.device)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        set_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed + (resume.step if resume else 0))
         self.train_tokens, self.val_tokens = data.split(cfg.val_fraction)
@@ -165,7 +140,7 @@ class Trainer:
             reset = np.concatenate((reset_causal, np.ones(self.n_fim, dtype=bool)))
         else:
             x = random_windows(self.train_tokens, cfg.batch, cfg.window, self.rng)
-        if cfg.transpose != (0, 0) and hasattr(self.data.tokenizer, "transpose_batch"):
+        if cfg.transpose != (0, 0) and self.data.tokenizer.kind == "music":
             x = self.data.tokenizer.transpose_batch(x, self.rng, *cfg.transpose)
         x = apply_objective(x, self.n_fim, self.fim, self.rng)
         return x, (torch.as_tensor(reset, device=self.device) if reset is not None else None)
@@ -186,14 +161,14 @@ class Trainer:
         return path
 
     def log(self, record: dict) -> None:
-        with open(self.out / "metrics.jsonl", "a") as fh:
+        with open(self.out / METRICS, "a") as fh:
             fh.write(json.dumps(record) + "\n")
 
     # ---- the loop ------------------------------------------------------------------------
     def run(self) -> TrainResult:
         cfg, model = self.cfg, self.model
         self.out.mkdir(parents=True, exist_ok=True)
-        write_json(self.out / "config.json", {
+        write_json(self.out / CONFIG, {
             "train": cfg.to_dict(), "model": model.config.to_dict(),
             "tokenizer": self.data.tokenizer.to_dict(), "corpus": self.data.source,
             "params": model.num_params(), "tokens": {"train": len(self.train_tokens), "val": len(self.val_tokens)},
@@ -242,7 +217,7 @@ class Trainer:
                     val = self._eval_and_save(info, elapsed, history)
         except KeyboardInterrupt:
             interrupted = True
-            self.checkpoint(elapsed, ckpt_io.LAST)
+            self.checkpoint(elapsed, LAST)
         wall = time.perf_counter() - t0
         return TrainResult(self.step, elapsed, loss_ema or float("nan"), val, self.best,
                            tokens_seen / max(wall, 1e-9), interrupted, self.out, history)
@@ -254,16 +229,10 @@ class Trainer:
             self.best = val
         record = {**info, "event": "eval", "val_loss": val, "val_bits": val / math.log(2),
                   "best": improved, "time": time.time()}
-        self.checkpoint(elapsed, ckpt_io.LAST)
+        self.checkpoint(elapsed, LAST)
         if improved:
-            self.checkpoint(elapsed, ckpt_io.BEST)
+            self.checkpoint(elapsed, BEST)
         self.log(record)
         history.append(record)
         self.cb.on_eval(record)
         return val
-
-
-def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)

@@ -8,12 +8,14 @@ import torch
 
 from seqgen import checkpoint as ckpt_io
 from seqgen.config import TrainConfig, parse_duration
-from seqgen.data import StreamBatcher, cache_dir, load_corpus, random_windows
+from seqgen.data.batches import StreamBatcher, random_windows
+from seqgen.data.cache import cache_dir
+from seqgen.data.load import load_corpus
 from seqgen.errors import ConfigError
-from seqgen.evaluate import infill_loss, stream_loss, windowed_loss
+from seqgen.losses import infill_loss, stream_loss, windowed_loss
 from seqgen.models import build_model, make_config
 from seqgen.objectives import FimIds
-from seqgen.train import Trainer, lr_at, resolve
+from seqgen.train import Trainer, lr_at
 
 
 def test_tokens_are_cached_by_content(text_corpus, tmp_path):
@@ -40,7 +42,7 @@ def test_folder_corpus_joins_files(tmp_path):
 
 
 def test_a_corpus_larger_than_a_read_chunk(tmp_path, monkeypatch):
-    import seqgen.data as data_mod
+    import seqgen.data.text as data_mod
 
     monkeypatch.setattr(data_mod, "CHUNK", 7)  # multi-byte characters straddle chunk edges
     path = tmp_path / "u.txt"
@@ -119,7 +121,7 @@ def test_checkpoint_round_trip(text_corpus, tmp_path):
     payload = torch.load(tmp_path / "r" / "last.pt", weights_only=True)  # plain data only
     assert payload["model_config"]["type"] == "transformer" and payload["tokenizer"]["type"] == "char"
     ckpt = ckpt_io.load(tmp_path / "r" / "last.pt")
-    assert ckpt.train == resolve(cfg) and ckpt.train.lr is not None
+    assert ckpt.train == cfg.resolved() and ckpt.train.lr is not None
     assert ckpt.tokenizer == data.tokenizer and ckpt.step == 3
     x = torch.as_tensor(np.asarray(data.tokens[:20], dtype=np.int64))[None]
     fresh = build_model(ckpt.model.config)
@@ -170,10 +172,10 @@ def test_interrupt_saves_a_checkpoint_that_resumes(text_corpus, tmp_path):
 
 
 def test_defaults_fill_only_what_the_user_left_open():
-    auto = resolve(TrainConfig(time=120))
+    auto = TrainConfig(time=120).resolved()
     assert (auto.size, auto.batch, auto.lr, auto.dim) == ("small", 8, 1e-2, None)
-    assert resolve(TrainConfig(time=120, model="transformer")).lr == 1e-3
-    assert resolve(TrainConfig(time=600, dim=128)).dim == 128
-    assert resolve(TrainConfig(time=600, size="tiny")).size == "tiny"
-    assert resolve(TrainConfig(time=600, batch=32)).batch == 32
-    assert resolve(TrainConfig(time=600, lr=3e-3)).lr == 3e-3
+    assert TrainConfig(time=120, model="transformer").resolved().lr == 1e-3
+    assert TrainConfig(time=600, dim=128).resolved().dim == 128
+    assert TrainConfig(time=600, size="tiny").resolved().size == "tiny"
+    assert TrainConfig(time=600, batch=32).resolved().batch == 32
+    assert TrainConfig(time=600, lr=3e-3).resolved().lr == 3e-3

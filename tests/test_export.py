@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqgen.models import MODEL_TYPES
+from seqgen.config import MODEL_TYPES
 
 TYPES = [pytest.param(t, id=t) for t in MODEL_TYPES]
 WINDOW = 16
@@ -112,7 +112,7 @@ def _model(run: Path):
 @pytest.mark.parametrize("model_type", TYPES)
 def test_bundle_samples_like_torch(exported, model_type):
     """Greedy decoding and infilling give the same tokens from the bundle and from the run."""
-    from seqgen.engines import open_generator
+    from seqgen.engines.load import open_generator
     from seqgen.sampling import complete, infill
 
     run, bundle, _ = exported(model_type)
@@ -165,7 +165,7 @@ def test_engine_imports_no_torch(exported, model_type):
     _, bundle, _ = exported(model_type)
     code = (
         "import sys, numpy as np\n"
-        "from seqgen.engines import open_generator\n"
+        "from seqgen.engines.load import open_generator\n"
         "from seqgen.sampling import complete\n"
         f"g = open_generator({str(bundle)!r})\n"
         "ids = list(complete(g, g.tokenizer.encode('All'), 5, rng=np.random.default_rng(0)))\n"
@@ -291,7 +291,7 @@ def test_music_bundle_imports_no_torch_nor_music21(tmp_path):
     export_run(tmp_path / "run", tmp_path / "bundle", loss_tokens=0)
     code = (
         "import sys, numpy as np\n"
-        "from seqgen.engines import open_generator\n"
+        "from seqgen.engines.load import open_generator\n"
         "from seqgen.sampling import generate\n"
         f"g = open_generator({str(tmp_path / 'bundle')!r})\n"
         "assert type(g.tokenizer).__name__ == 'MidiTokenizer'\n"

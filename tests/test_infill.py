@@ -3,8 +3,8 @@
 import pytest
 
 from seqgen.config import TrainConfig
-from seqgen.data import load_corpus
-from seqgen.engines import Generator
+from seqgen.data.load import load_corpus
+from seqgen.engines.base import Generator
 from seqgen.engines.torch_engine import TorchEngine
 from seqgen.sampling import infill
 from seqgen.train import Trainer

@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqgen.models import MODEL_TYPES, build_model, config_from_dict, make_config
+from seqgen.config import MODEL_TYPES
+from seqgen.models import build_model, config_from_dict, make_config
 
 V, MID = 23, 21
 

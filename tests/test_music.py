@@ -6,12 +6,12 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from seqgen.music.piece import DRUMS, Piece, read_midi, read_music21
+from seqgen.music.files import read_midi, read_music21
+from seqgen.music.piece import DRUMS, Piece
 from seqgen.tokenizers import tokenizer_from_dict
 from seqgen.tokenizers.midi import K, MidiTokenizer
 
@@ -78,7 +78,7 @@ def test_drums_and_programs_survive(music_dir, tok):
 
 
 def test_chorales_round_trip_exactly(tok):
-    from seqgen.music.corpus import bach_chorale_paths
+    from seqgen.data.sources import bach_chorale_paths
 
     for path in bach_chorale_paths()[:4]:
         piece = read_music21(path)[0]
@@ -89,7 +89,7 @@ def test_chorales_round_trip_exactly(tok):
 
 
 def test_bach_chorale_list_is_unique():
-    from seqgen.music.corpus import bach_chorale_paths
+    from seqgen.data.sources import bach_chorale_paths
 
     paths = bach_chorale_paths()
     assert 340 <= len(paths) <= 360
@@ -154,7 +154,7 @@ def test_random_sequences_always_decode_to_files_that_open(tmp_path, tok):
     import symusic
     from music21 import converter
 
-    from seqgen.music.piece import write_piece
+    from seqgen.music.files import write_piece
 
     rng = np.random.default_rng(0)
     for seed in range(30):
@@ -180,7 +180,7 @@ def test_random_sequences_always_decode_to_files_that_open(tmp_path, tok):
 
 
 def test_damaged_midi_is_rejected_with_a_reason_never_a_crash(music_dir, tok):
-    from seqgen.music.piece import MusicFileError
+    from seqgen.errors import MusicFileError
 
     rng = np.random.default_rng(0)
     sources = [(music_dir / n).read_bytes() for n in ("english1.mid", "example_complex.mid")]
@@ -218,8 +218,8 @@ def _broken_folder(root, music_dir):
     return folder
 
 
-def test_folder_with_broken_files_skips_and_reports(tmp_path, music_dir):
-    from seqgen.data import load_corpus
+def test_folder_with_broken_files_skips_and_reports(tmp_path, music_dir, monkeypatch):
+    from seqgen.data.load import load_corpus
 
     folder = _broken_folder(tmp_path, music_dir)
     reports = []
@@ -235,14 +235,18 @@ def test_folder_with_broken_files_skips_and_reports(tmp_path, music_dir):
     assert tokens.dtype == np.uint16
     # the cache answers the second time, and still reports what it skipped
     again_reports = []
-    t0 = time.perf_counter()
+    import seqgen.data.music as music_data
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a cached corpus must not be read again")
+
+    monkeypatch.setattr(music_data, "encode_file", no_reading)
     again = load_corpus(str(folder), report=lambda s, n: again_reports.append(s), progress=None)
-    assert time.perf_counter() - t0 < 1.0
     assert np.array_equal(np.asarray(again.tokens), tokens) and again_reports
 
 
 def test_folder_with_no_readable_file_is_an_error(tmp_path):
-    from seqgen.data import load_corpus
+    from seqgen.data.load import load_corpus
     from seqgen.errors import CorpusError
 
     folder = tmp_path / "bad"
@@ -254,7 +258,7 @@ def test_folder_with_no_readable_file_is_an_error(tmp_path):
 
 
 def test_pieces_are_in_a_fixed_order_and_validation_holds_the_last(tmp_path, music_dir):
-    from seqgen.data import load_corpus
+    from seqgen.data.load import load_corpus
 
     folder = tmp_path / "m"
     folder.mkdir()
@@ -270,8 +274,9 @@ def test_pieces_are_in_a_fixed_order_and_validation_holds_the_last(tmp_path, mus
 
 
 @pytest.mark.slow
-def test_preparing_many_midi_files_is_fast(tmp_path, music_dir):
-    from seqgen.data import load_corpus
+def test_many_midi_files_are_all_read(tmp_path, music_dir):
+    """Speed is measured by bench/prepare_speed.py, not asserted here."""
+    from seqgen.data.load import load_corpus
 
     folder = tmp_path / "many"
     folder.mkdir()
@@ -279,24 +284,22 @@ def test_preparing_many_midi_files_is_fast(tmp_path, music_dir):
     for i in range(60):
         for n in names:
             shutil.copy(music_dir / n, folder / f"{i:03d}_{n}")
-    t0 = time.perf_counter()
     data = load_corpus(str(folder), report=None, progress=None)
-    rate = 300 / (time.perf_counter() - t0)
-    assert len(data.meta["pieces"]) == 300
-    assert rate > 50, f"{rate:.0f} files/s"  # measured ~1,000/s on two busy cores
+    assert len(data.meta["pieces"]) == 300 and not data.meta["skipped"]
 
 
 @pytest.mark.slow
 def test_music21_files_are_parsed_in_workers(tmp_path, monkeypatch):
-    from seqgen.music import corpus
+    from seqgen.data import music as corpus
+    from seqgen.data.sources import bach_chorale_paths
 
-    chorales = corpus.bach_chorale_paths()[:16]
+    chorales = bach_chorale_paths()[:16]
     folder = tmp_path / "ch"
     folder.mkdir()
     for p in chorales:
         shutil.copy(p, folder / p.name)
     ticks = []
-    data = corpus.load_music_corpus(str(folder), progress=lambda d, n, f: ticks.append(d), report=None, workers=2)
+    data = corpus.load_music_corpus(str(folder), progress=lambda task, d, n: ticks.append(d), report=None, workers=2)
     assert len(data.meta["pieces"]) == 16 and ticks[-1] == 16
     serial = corpus.load_music_corpus(str(folder), report=None, workers=1)  # the cache, same tokens
     assert np.array_equal(np.asarray(serial.tokens), np.asarray(data.tokens))

@@ -103,7 +103,7 @@ def test_compose_prime_musicxml_and_no_roll(run, workdir, music_dir):
 
 
 def test_compose_infill_through_the_cli(run, workdir, music_dir):
-    from seqgen.music.piece import read_midi
+    from seqgen.music.files import read_midi
 
     out = workdir / "out" / "filled.mid"
     result = runner.invoke(app, ["compose", str(run), "--infill", str(music_dir / "english1.mid"), "--bars", "2-3",

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqgen.engines import Generator
+from seqgen.engines.base import Generator
 from seqgen.errors import SeqgenError
-from seqgen.music.piece import Piece, read_midi
+from seqgen.music.files import read_midi
+from seqgen.music.piece import Piece
 from seqgen.tokenizers import CharTokenizer
 from seqgen.tokenizers.midi import MidiTokenizer
 
@@ -36,7 +37,7 @@ class Scripted:
 
 def train_tiny(corpus: Path, out: Path, objective: str = "mixed", steps: int = 6) -> Path:
     from seqgen.config import TrainConfig
-    from seqgen.data import load_corpus
+    from seqgen.data.load import load_corpus
     from seqgen.train import Trainer
 
     cfg = TrainConfig(model="lstm", size="tiny", steps=steps, batch=4, window=32, objective=objective, device="cpu",
@@ -72,7 +73,7 @@ def scripted_gen(tok, script, objective="mixed") -> Generator:
 
 def test_training_transposes_music_batches(midi_folder, tmp_path):
     from seqgen.config import TrainConfig
-    from seqgen.data import load_corpus
+    from seqgen.data.load import load_corpus
     from seqgen.train import Trainer
 
     data = load_corpus(str(midi_folder), report=None, progress=None)
@@ -94,7 +95,7 @@ def test_training_transposes_music_batches(midi_folder, tmp_path):
 
 # ---- bars and priming ----------------------------------------------------------------------
 def test_compose_writes_exactly_the_bars_asked_for():
-    from seqgen.music.compose import compose
+    from seqgen.compose import compose
 
     tok = MidiTokenizer()
     o = tok.offset
@@ -109,7 +110,7 @@ def test_compose_writes_exactly_the_bars_asked_for():
 
 
 def test_compose_never_ends_a_piece_early():
-    from seqgen.music.compose import sample_bars
+    from seqgen.compose import sample_bars
 
     tok = MidiTokenizer()
     # a model that would write EOS at once: EOS and BOS are banned until the bars are written
@@ -120,8 +121,8 @@ def test_compose_never_ends_a_piece_early():
 
 
 def test_prime_is_kept_and_continued(music_run, music_dir):
-    from seqgen.engines import open_generator
-    from seqgen.music.compose import compose
+    from seqgen.engines.load import open_generator
+    from seqgen.compose import compose
 
     gen = open_generator(music_run, device="cpu")
     tok = gen.tokenizer
@@ -133,7 +134,7 @@ def test_prime_is_kept_and_continued(music_run, music_dir):
 
 
 def test_prime_then_scripted_bars():
-    from seqgen.music.compose import compose
+    from seqgen.compose import compose
 
     tok = MidiTokenizer()
     o = tok.offset
@@ -146,8 +147,8 @@ def test_prime_then_scripted_bars():
 
 # ---- infilling bars --------------------------------------------------------------------------
 def test_infill_keeps_every_other_bar_exactly(music_run, music_dir):
-    from seqgen.engines import open_generator
-    from seqgen.music.compose import infill_bars
+    from seqgen.engines.load import open_generator
+    from seqgen.compose import infill_bars
 
     gen = open_generator(music_run, device="cpu")
     tok = gen.tokenizer
@@ -165,7 +166,7 @@ def test_infill_keeps_every_other_bar_exactly(music_run, music_dir):
 
 
 def test_infill_with_a_scripted_middle_fills_the_right_bars():
-    from seqgen.music.compose import infill_bars
+    from seqgen.compose import infill_bars
 
     tok = MidiTokenizer()
     o = tok.offset
@@ -178,8 +179,8 @@ def test_infill_with_a_scripted_middle_fills_the_right_bars():
 
 
 def test_infill_needs_a_run_that_knows_infill(causal_run, music_dir):
-    from seqgen.engines import open_generator
-    from seqgen.music.compose import infill_bars
+    from seqgen.engines.load import open_generator
+    from seqgen.compose import infill_bars
 
     gen = open_generator(causal_run, device="cpu")
     with pytest.raises(SeqgenError, match="objective causal"):
@@ -187,7 +188,7 @@ def test_infill_needs_a_run_that_knows_infill(causal_run, music_dir):
 
 
 def test_infill_rejects_bars_outside_the_piece():
-    from seqgen.music.compose import infill_bars
+    from seqgen.compose import infill_bars
 
     tok = MidiTokenizer()
     source = Piece.from_notes([[0, 1920, 60], [1920, 1920, 62]])
@@ -200,7 +201,7 @@ ABC_BODY = "T:Scripted\nM:4/4\nL:1/8\nK:G\nGABc dBAG|FGAB c2A2|G8|]\n\n"
 
 
 def test_char_model_composes_abc():
-    from seqgen.music.compose import compose
+    from seqgen.compose import compose
 
     tok = CharTokenizer.from_chars(set("X:1\n" + ABC_BODY + "zq]"))
     gen = scripted_gen(tok, tok.encode(ABC_BODY).tolist())
@@ -210,7 +211,7 @@ def test_char_model_composes_abc():
 
 
 def test_abc_that_breaks_is_cut_back_to_what_parses():
-    from seqgen.music.compose import parse_abc
+    from seqgen.compose import parse_abc
 
     text = "X:1\nK:G\nGABc dBAG|FGAB c2A2|\n(3((([[[:|]{{{ q!!!\n"
     piece, why = parse_abc(text)
@@ -220,7 +221,7 @@ def test_abc_that_breaks_is_cut_back_to_what_parses():
 
 
 def test_text_model_without_abc_cannot_compose():
-    from seqgen.music.compose import compose
+    from seqgen.compose import compose
 
     tok = CharTokenizer.from_chars("abc ")
     with pytest.raises(SeqgenError, match="ABC"):
@@ -231,7 +232,8 @@ def test_text_model_without_abc_cannot_compose():
 def test_piano_roll_and_summary(music_dir):
     from rich.console import Console
 
-    from seqgen.music.roll import piano_roll, summary
+    from seqgen.cli._render import piano_roll
+    from seqgen.music.roll import summary
 
     tok = MidiTokenizer()
     piece = tok.decode(tok.encode(read_midi(music_dir / "english1.mid")))
@@ -244,8 +246,8 @@ def test_piano_roll_and_summary(music_dir):
 
 
 def test_statistics_tell_silence_and_one_note_from_music():
-    from seqgen.music.corpus import bach_chorale_paths
-    from seqgen.music.piece import read_music21
+    from seqgen.data.sources import bach_chorale_paths
+    from seqgen.music.files import read_music21
     from seqgen.music.stats import compare, piece_stats
 
     chorales = [piece_stats(read_music21(p)[0]) for p in bach_chorale_paths()[:4]]

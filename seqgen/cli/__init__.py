@@ -1,5 +1,6 @@
 """The ``seqgen`` command. Each command lives in its own module and imports the library
-inside its function, so ``seqgen --help`` and ``--version`` load neither torch nor music21."""
+inside its function, so ``seqgen --help`` and ``--version`` load neither torch nor music21.
+The root group (``seqgen.cli._util.SeqgenGroup``) is the one error boundary."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ from typing import Annotated, Optional
 import typer
 
 from seqgen import __version__
+from seqgen.cli._util import SeqgenGroup
 
 app = typer.Typer(
     name="seqgen",
+    cls=SeqgenGroup,
     help="Train sequence generators on text and music, sample from them, export them to ONNX.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -27,11 +31,14 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     version: Annotated[
         Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an unexpected error.")] = False,
 ) -> None:
     """Train sequence generators on text and music, sample from them, export them to ONNX."""
+    ctx.meta["seqgen.debug"] = debug
 
 
 def _register() -> None:
@@ -42,10 +49,14 @@ def _register() -> None:
     app.command()(sample.sample)
     app.command(name="eval")(eval_cmd.evaluate)
     app.command(no_args_is_help=True)(infill.infill)
-    compose.register(app)
-    export.register(app)
-    bench.register(app)
+    app.command()(compose.compose)
+    app.command()(export.export)
+    app.command()(bench.bench)
     app.add_typer(corpus.app, name="corpus")
+    from seqgen.cli import plot, runs
+
+    app.command(name="runs")(runs.runs)
+    app.command(no_args_is_help=True)(plot.plot)
 
 
 _register()

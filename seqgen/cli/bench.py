@@ -8,10 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from seqgen.cli._util import err, handle_errors, out
+from seqgen.cli._util import log_line, out
 
 
-@handle_errors
 def bench(
     run: Annotated[Optional[Path], typer.Argument(help="Run folder, checkpoint or ONNX bundle (default: the most recent run).")] = None,
     tokens: Annotated[int, typer.Option(help="Tokens to generate per row and engine (the naive engine: a tenth).")] = 500,
@@ -30,20 +29,17 @@ def bench(
     import contextlib
     import sys
 
-    from seqgen.bench import ENGINES, bench as run_bench, ratios
-    from seqgen.engines import is_bundle
-    from seqgen.runs import latest_run
-
+    from seqgen.engine_speed import ENGINES, bench as run_bench, ratios
     from seqgen.errors import ConfigError
+    from seqgen.runs import is_bundle, latest_run
 
     if threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")
     if run is None:
         run = latest_run()
-    log = lambda line: err.print(line, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
     with contextlib.redirect_stdout(sys.stderr):
         rows = run_bench(run, tokens=tokens, batches=tuple(batch or (1, 8)), engines=tuple(engine or ENGINES),
-                         threads=threads, log=log)
+                         threads=threads, log=log_line)
     if as_json:
         out.print(json.dumps([r.to_dict() for r in rows]), markup=False, highlight=False)
         return
@@ -61,6 +57,3 @@ def bench(
                       f"{r.first_token_s:.2f}s" if r.first_token_s is not None else "")
     out.print(table)
 
-
-def register(app: typer.Typer) -> None:
-    app.command()(bench)

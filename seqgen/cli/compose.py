@@ -8,11 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from seqgen.cli._util import err, handle_errors, out, torch_threads
+from seqgen.device import GENERATE_DEVICE, GENERATE_THREADS
+from seqgen.cli._util import err, out
 
-
-def register(app: typer.Typer) -> None:
-    app.command()(compose)
 
 
 def parse_bars(text: str | None) -> tuple[int, int] | int | None:
@@ -35,7 +33,6 @@ def parse_bars(text: str | None) -> tuple[int, int] | int | None:
         raise ConfigError(f"cannot read --bars {text!r}; expected a count like 16, or a range like 5-8 with --infill") from None
 
 
-@handle_errors
 def compose(
     run: Annotated[Optional[Path], typer.Argument(help="Run folder, checkpoint or ONNX bundle (default: the most recent run).")] = None,
     bars: Annotated[Optional[str], typer.Option(help="Bars to write (default 16); with --infill, the bars to rewrite, e.g. 5-8.")] = None,
@@ -49,16 +46,17 @@ def compose(
     infill: Annotated[Optional[Path], typer.Option(help="Rewrite --bars A-B of this file, keeping the rest (runs trained with infilling).")] = None,
     out_path: Annotated[Path, typer.Option("--out", help="File to write: .mid, .midi, .musicxml, .xml or .mxl.")] = Path("composition.mid"),
     roll: Annotated[bool, typer.Option("--roll/--no-roll", help="Show the piano roll of the result.")] = True,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "cpu",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (one is fastest for one-token steps).")] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda (generation defaults to the CPU: see seqgen.device).")] = GENERATE_DEVICE,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch (one is fastest for one-token steps).")] = GENERATE_THREADS,
 ) -> None:
     """Compose music with a trained run and write it to --out."""
     import numpy as np
 
-    from seqgen.engines import open_generator
+    from seqgen.device import set_threads
+    from seqgen.engines.load import open_generator
     from seqgen.errors import ConfigError
-    from seqgen.music.compose import compose as make, infill_bars, load_piece
-    from seqgen.music.piece import write_piece
+    from seqgen.compose import compose as make, infill_bars, load_piece
+    from seqgen.music.files import write_piece
     from seqgen.sampling import check_options
 
     check_options(temp, top_k, top_p)
@@ -79,7 +77,7 @@ def compose(
         raise ConfigError(f"--out {out_path.name}: expected a .mid, .midi, .musicxml, .xml or .mxl file name")
     rng = np.random.default_rng(seed)
     gen = open_generator(run, device=device)
-    torch_threads(threads)
+    set_threads(threads)
     if infill is not None:
         source = load_piece(infill)
         piece = infill_bars(gen, source, span[0], span[1], temp, top_k, top_p, rng)
@@ -98,7 +96,8 @@ def compose(
         err.print("[yellow]the model wrote no notes; the file is silent (train longer or raise --temp)[/]")
     path = write_piece(piece, out_path)
     if roll:
-        from seqgen.music.roll import piano_roll, summary
+        from seqgen.cli._render import piano_roll
+        from seqgen.music.roll import summary
 
         width = max(40, min(120, out.width - 8))
         out.print(piano_roll(piece, width=width))

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from seqgen.cli._util import handle_errors, out
+from seqgen.cli._util import out
 
 app = typer.Typer(help="Built-in corpora.", no_args_is_help=True)
 
 
 @app.command("list")
-@handle_errors
 def list_corpora() -> None:
     """List the built-in corpora, what they hold and on what terms."""
     from rich.table import Table
 
-    from seqgen.corpora import BUILTIN
+    from seqgen.data.sources import BUILTIN
 
     table = Table(show_lines=False)
     table.add_column("name", style="bold")

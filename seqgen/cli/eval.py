@@ -8,16 +8,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from seqgen.cli._util import err, handle_errors, out
+from seqgen.device import TRAIN_DEVICE
+from seqgen.cli._util import corpus_feedback, err, out
 
 
-@handle_errors
 def evaluate(
     run: Annotated[Optional[Path], typer.Argument(help="Run folder or checkpoint (default: the most recent run).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     last: Annotated[bool, typer.Option("--last", help="Evaluate the last checkpoint instead of the best.")] = False,
     corpus: Annotated[Optional[str], typer.Option(help="Corpus to evaluate on (default: the run's own).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda.")] = TRAIN_DEVICE,
     compositions: Annotated[int, typer.Option(help="Music runs: pieces composed to compare with the held-out ones.")] = 8,
 ) -> None:
     """Evaluate a run on its whole validation split (the last --val-fraction of the corpus).
@@ -36,8 +36,9 @@ def evaluate(
 
     if compositions < 1:
         raise ConfigError(f"--compositions must be at least 1, got {compositions}")
-    result = evaluate_run(run, which="last" if last else "best", corpus=corpus, device=device,
-                          compositions=compositions)
+    with corpus_feedback() as feedback:
+        result = evaluate_run(run, which="last" if last else "best", corpus=corpus, device=device,
+                              compositions=compositions, **feedback)
     if result["val_loss"] > result["val_loss_windowed"]:
         err.print("[yellow]note:[/] val_loss is above the windowed loss: this model drifts over long texts "
                   "(reading more context makes it worse); very long samples may degrade", soft_wrap=True)

@@ -8,10 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from seqgen.cli._util import err, handle_errors, out
+from seqgen.cli._util import corpus_feedback, err, log_line, out
 
 
-@handle_errors
 def export(
     run: Annotated[Optional[Path], typer.Argument(help="Run folder or checkpoint (default: the most recent run).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Bundle folder to write (default: exports/<run name>).")] = None,
@@ -44,11 +43,11 @@ def export(
         raise ConfigError(f"--tolerance must be positive, got {tolerance}")
     if loss_tokens < 0:
         raise ConfigError(f"--loss-tokens must be >= 0, got {loss_tokens}")
-    log = lambda line: err.print(line, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
     # The exporters print progress on stdout; stdout is kept for the result.
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(sys.stderr), corpus_feedback() as feedback:
         report = export_run(run, out_dir, which="last" if last else "best", quantize=quantize,
-                            tolerance=tolerance, loss_tokens=loss_tokens, exporter=exporter, force=force, log=log)
+                            tolerance=tolerance, loss_tokens=loss_tokens, exporter=exporter, force=force, log=log_line,
+                            progress=feedback["progress"])
     if as_json:
         row = {
             "path": str(report.path), "model_type": report.model_type, "exporter": report.exporter,
@@ -63,6 +62,3 @@ def export(
               f"in {report.seconds:.1f}s", markup=False, highlight=False)
     out.print(str(report.path), markup=False, highlight=False)
 
-
-def register(app: typer.Typer) -> None:
-    app.command()(export)

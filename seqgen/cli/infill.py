@@ -9,10 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from seqgen.cli._util import handle_errors, torch_threads
+from seqgen.device import GENERATE_DEVICE, GENERATE_THREADS
 
 
-@handle_errors
 def infill(
     run: Annotated[Path, typer.Argument(help="Run folder, checkpoint or ONNX bundle trained with infilling.")],
     prefix: Annotated[str, typer.Option(help="Text before the gap.")] = "",
@@ -24,13 +23,14 @@ def infill(
     num: Annotated[int, typer.Option(help="Number of candidate middles.")] = 1,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON with prefix, middle and suffix.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "cpu",
-    threads: Annotated[int, typer.Option(help="CPU threads for torch (one is fastest for one-token steps).")] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda (generation defaults to the CPU: see seqgen.device).")] = GENERATE_DEVICE,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch (one is fastest for one-token steps).")] = GENERATE_THREADS,
 ) -> None:
     """Fill in the middle: print what goes between --prefix and --suffix."""
     import numpy as np
 
-    from seqgen.engines import open_generator
+    from seqgen.device import set_threads
+    from seqgen.engines.load import open_generator
     from seqgen.errors import ConfigError
     from seqgen.sampling import check_options, require_infill
     from seqgen.sampling import infill as fill
@@ -39,7 +39,7 @@ def infill(
     if max_length < 1 or num < 1:
         raise ConfigError(f"--max-length and --num must be at least 1, got {max_length} and {num}")
     gen = open_generator(run, device=device)
-    torch_threads(threads)
+    set_threads(threads)
     require_infill(gen)
     tok = gen.tokenizer
     middles = fill(gen, tok.encode(prefix), tok.encode(suffix), max_length, temp, top_k, top_p,

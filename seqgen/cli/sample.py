@@ -8,10 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from seqgen.cli._util import handle_errors, torch_threads
+from seqgen.device import GENERATE_DEVICE, GENERATE_THREADS
 
 
-@handle_errors
 def sample(
     run: Annotated[Optional[Path], typer.Argument(help="Run folder, checkpoint or ONNX bundle (default: the most recent run).")] = None,
     prompt: Annotated[Optional[str], typer.Option(help="Text to continue (default: a newline).")] = None,
@@ -22,13 +21,14 @@ def sample(
     top_p: Annotated[Optional[float], typer.Option(help="Sample only from the smallest set of tokens whose probability reaches p.")] = None,
     num: Annotated[int, typer.Option(help="Number of samples.")] = 1,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed repeats the output.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "cpu",
-    threads: Annotated[int, typer.Option(help="CPU threads for torch (one is fastest for one-token steps).")] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda (generation defaults to the CPU: see seqgen.device).")] = GENERATE_DEVICE,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch (one is fastest for one-token steps).")] = GENERATE_THREADS,
 ) -> None:
     """Sample text, streaming it to stdout as it is generated."""
     import numpy as np
 
-    from seqgen.engines import open_generator
+    from seqgen.device import set_threads
+    from seqgen.engines.load import open_generator
     from seqgen.errors import ConfigError, SeqgenError
     from seqgen.sampling import check_options, complete
 
@@ -43,9 +43,9 @@ def sample(
         except (OSError, UnicodeDecodeError) as e:
             raise SeqgenError(f"cannot read prompt file {prompt_file}: {e}") from None
     gen = open_generator(run, device=device)
-    torch_threads(threads)
+    set_threads(threads)
     tok = gen.tokenizer
-    if not hasattr(tok, "default_prompt"):
+    if tok.kind != "text":
         raise SeqgenError(f"{gen.source} is a music model; use `seqgen compose` to write MIDI")
     text = prompt if prompt else tok.default_prompt()
     ids = tok.encode(text)

@@ -1,18 +1,25 @@
-"""seqgen train: train a generator on a corpus, with a progress bar; saves runs/<name>/."""
+"""seqgen train: train a generator on a corpus, with a progress bar; saves runs/<name>/.
+
+The options that set the training configuration are made from ``TrainConfig``'s fields (their
+defaults and help texts live there once); this module adds only what is not configuration
+(the corpus, the run folder, --resume, --quiet, --encoding).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 import shlex
+import typing
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from seqgen.cli._util import err, handle_errors
-from seqgen.config import BATCHING, MODEL_TYPES, OBJECTIVES, SIZES, TrainConfig
+from seqgen.cli._util import corpus_feedback, err
+from seqgen.config import TrainConfig
 
-D = TrainConfig()  # defaults live in the config dataclass
 DEFAULT_TIME = "5m"
 
 
@@ -64,74 +71,43 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-@handle_errors
 def train(
-    corpus: Annotated[str, typer.Argument(help="A UTF-8 text file, a folder of text or music files, or a built-in corpus (see `seqgen corpus list`).")],
-    out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<corpus name>).")] = None,
-    model: Annotated[str, typer.Option(help=f"Model: {', '.join(MODEL_TYPES)}.")] = D.model,
-    size: Annotated[Optional[str], typer.Option(help=f"Size preset: {', '.join(SIZES)} (default: chosen for the model).")] = None,
-    layers: Annotated[Optional[int], typer.Option(help="Layers (overrides the size preset).")] = None,
-    dim: Annotated[Optional[int], typer.Option(help="Hidden / model width (overrides the preset).")] = None,
-    heads: Annotated[Optional[int], typer.Option(help="Attention heads (transformer).")] = None,
-    emb_dim: Annotated[Optional[int], typer.Option(help="Embedding width (recurrent models).")] = None,
-    attn_score: Annotated[str, typer.Option(help="Luong score for lstm-attn: dot, general, concat.")] = D.attn_score,
-    objective: Annotated[str, typer.Option(help=f"Objective: {', '.join(OBJECTIVES)} (mixed: a share --fim-rate of examples fill in a middle).")] = D.objective,
-    fim_rate: Annotated[float, typer.Option(help="Share of fill-in-the-middle examples with --objective mixed.")] = D.fim_rate,
-    time: Annotated[Optional[str], typer.Option("--time", help=f"Wall-clock budget, e.g. 90s, 3m, 1h (default {DEFAULT_TIME} unless --steps).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Train for this many optimizer steps (total, when resuming).")] = None,
-    batch: Annotated[Optional[int], typer.Option(help="Sequences per batch (default: chosen for the model).")] = None,
-    window: Annotated[int, typer.Option(help="Tokens per training window (the transformer's attention span).")] = D.window,
-    batching: Annotated[str, typer.Option(help=f"{', '.join(BATCHING)}: stream = truncated BPTT with the state carried (recurrent models), random = independent windows.")] = D.batching,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default: per model).")] = None,
-    dropout: Annotated[float, typer.Option(help="Dropout probability.")] = D.dropout,
-    grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm to this value.")] = D.grad_clip,
-    warmup: Annotated[int, typer.Option(help="Steps of linear learning-rate warmup.")] = D.warmup,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (matrices only).")] = D.weight_decay,
-    val_fraction: Annotated[float, typer.Option(help="Last share of the token stream held out for validation.")] = D.val_fraction,
-    seed: Annotated[int, typer.Option(help="Random seed (repeatable on the same machine).")] = D.seed,
-    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = D.device,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
-    transpose: Annotated[Optional[str], typer.Option(help="Music: transposition augmentation range in semitones, e.g. -5..6.")] = None,
-    encoding: Annotated[str, typer.Option(help="Text encoding of the corpus.")] = "utf-8",
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; only the summary line.")] = False,
+    corpus: str,
+    out: Optional[Path] = None,
+    encoding: str = "utf-8",
+    resume: bool = False,
+    quiet: bool = False,
+    **options: Any,
 ) -> None:
     """Train a generator on CORPUS. Ctrl-C saves a checkpoint and prints how to resume."""
-    from seqgen.config import parse_duration
+    from seqgen.checkpoint import load
+    from seqgen.data.load import load_corpus
     from seqgen.errors import ConfigError
-
-    seconds = parse_duration(time)
-    if seconds is None and steps is None and not resume:
-        seconds = parse_duration(DEFAULT_TIME)
-    lo_hi = _transpose_range(transpose) if transpose else (0, 0)
-
-    from seqgen import checkpoint as ckpt_io
-    from seqgen.data import load_corpus
-    from seqgen.runs import new_run_dir
+    from seqgen.runs import LAST, new_run_dir
     from seqgen.train import Trainer
 
+    values = _config_values(options)
+    if values["time"] is None and values["steps"] is None and not resume:
+        values["time"] = _FIELDS["time"].metadata["parse"](DEFAULT_TIME)
     resumed = None
     if resume:
         if out is None:
             raise ConfigError("--resume needs --out RUN, the run folder to continue")
-        if not (out / ckpt_io.LAST).exists():
-            raise ConfigError(f"nothing to resume: {out / ckpt_io.LAST} does not exist")
-        resumed = ckpt_io.load(out / ckpt_io.LAST)
-        changes = {"device": device, "threads": threads}
-        if seconds is not None or steps is not None:
-            changes.update(time=None if seconds is None else resumed.elapsed + seconds, steps=steps)
+        if not (out / LAST).exists():
+            raise ConfigError(f"nothing to resume: {out / LAST} does not exist")
+        resumed = load(out / LAST)
+        changes = {k: values[k] for k, f in _FIELDS.items() if f.metadata.get("resume") and k not in ("time", "steps")}
+        if values["time"] is not None or values["steps"] is not None:
+            changes.update(time=None if values["time"] is None else resumed.elapsed + values["time"],
+                           steps=values["steps"])
         cfg = resumed.train.replace(**changes)
     else:
-        cfg = TrainConfig(
-            model=model, size=size, layers=layers, dim=dim, heads=heads, emb_dim=emb_dim, attn_score=attn_score,
-            objective=objective, fim_rate=fim_rate, batch=batch, window=window, batching=batching, lr=lr,
-            dropout=dropout, grad_clip=grad_clip, warmup=warmup, weight_decay=weight_decay, time=seconds,
-            steps=steps, val_fraction=val_fraction, seed=seed, device=device, threads=threads, transpose=lo_hi,
-        )
-    data = load_corpus(corpus, encoding=encoding, tokenizer=resumed.tokenizer if resumed else None)
+        cfg = TrainConfig(**values)
+    with corpus_feedback(quiet) as feedback:
+        data = load_corpus(corpus, encoding=encoding, tokenizer=resumed.tokenizer if resumed else None, **feedback)
     if out is None:
         out = new_run_dir(data.source or "run")
-    elif not resume and (out / ckpt_io.LAST).exists():
+    elif not resume and (out / LAST).exists():
         raise ConfigError(f"{out} already holds a run; add --resume to continue it, or choose another --out")
     cb = ProgressCallback(quiet)
     trainer = Trainer(cfg, data, out, resume=resumed, callback=cb)
@@ -151,11 +127,58 @@ def train(
         raise typer.Exit(130)
 
 
-def _transpose_range(text: str) -> tuple[int, int]:
-    from seqgen.errors import ConfigError
+# ---- options made from TrainConfig's fields -------------------------------------------------------
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_HINTS = typing.get_type_hints(TrainConfig)
 
-    try:
-        lo, hi = (int(v) for v in text.replace("..", ":").split(":"))
-    except ValueError:
-        raise ConfigError(f"cannot read --transpose {text!r}; expected a range like -5..6") from None
-    return lo, hi
+
+def _config_values(options: dict) -> dict:
+    """Option values -> TrainConfig keyword arguments (text parsed where the field says how)."""
+    values = {}
+    for name, f in _FIELDS.items():
+        value = options.get(name)
+        parse = f.metadata.get("parse")
+        if parse is not None:
+            value = parse(value) if value is not None else f.default
+        values[name] = value
+    return values
+
+
+def _option_type(name: str) -> Any:
+    if _FIELDS[name].metadata.get("parse") is not None:
+        return Optional[str]  # read as text, parsed by the field's own parser
+    hint = _HINTS[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if args and len(args) < len(typing.get_args(hint)):
+        return Optional[args[0]]
+    return hint
+
+
+def _signature() -> inspect.Signature:
+    """train()'s parameters: its own, then one option per config field, each with its help text."""
+    P = inspect.Parameter
+    own = [
+        P("corpus", P.POSITIONAL_OR_KEYWORD, annotation=Annotated[str, typer.Argument(
+            help="A UTF-8 text file, a folder of text or music files, or a built-in corpus (see `seqgen corpus list`).")]),
+        P("out", P.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[Optional[Path], typer.Option(
+            help="Run folder (default: runs/<corpus name>).")]),
+    ]
+    config = []
+    for name, f in _FIELDS.items():
+        parse = f.metadata.get("parse")
+        default = None if parse is not None else f.default
+        config.append(P(name, P.POSITIONAL_OR_KEYWORD, default=default, annotation=Annotated[
+            _option_type(name), typer.Option(help=f.metadata["help"], show_default=parse is None and default is not None)]))
+    tail = [
+        P("encoding", P.POSITIONAL_OR_KEYWORD, default="utf-8", annotation=Annotated[str, typer.Option(
+            help="Text encoding of the corpus.")]),
+        P("resume", P.POSITIONAL_OR_KEYWORD, default=False, annotation=Annotated[bool, typer.Option(
+            "--resume", help="Continue the run in --out where it stopped.")]),
+        P("quiet", P.POSITIONAL_OR_KEYWORD, default=False, annotation=Annotated[bool, typer.Option(
+            "--quiet", "-q", help="No progress bar; only the summary line.")]),
+    ]
+    return inspect.Signature(own + config + tail, return_annotation=None)
+
+
+train.__signature__ = _signature()  # type: ignore[attr-defined]
+train.__annotations__ = {p.name: p.annotation for p in train.__signature__.parameters.values()}

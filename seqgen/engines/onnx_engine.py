@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from seqgen.engines import BUNDLE_FILE, Generator
+from seqgen.engines.base import Generator
 from seqgen.errors import CheckpointError
+from seqgen.runs import BUNDLE_FILE, MODEL_FILE
+from seqgen.tokenizers import tokenizer_from_dict
 
 FORMAT = 1  # bundle format this seqgen writes and reads
-MODEL_FILE = "model.onnx"
 # One intra-op thread: a step of a small model is a few hundred tiny operators, where thread
 # hand-offs cost more than they save (measured on 2 cores). SEQGEN_ORT_THREADS overrides it.
 DEFAULT_THREADS = 1
@@ -123,8 +124,6 @@ def read_meta(path: Path) -> dict:
 
 def open_bundle(path: Path, threads: int | None = None) -> Generator:
     """A ``Generator`` over an exported bundle folder (onnxruntime, no torch)."""
-    from seqgen.tokenizers import tokenizer_from_dict
-
     path = Path(path)
     meta = read_meta(path)
     engine = OnnxEngine(path / meta.get("model_file", MODEL_FILE), meta["state"], threads)

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from seqgen import checkpoint as ckpt_io
-from seqgen.engines import Generator
+from seqgen.device import GENERATE_DEVICE, resolve_device
+from seqgen.engines.base import Generator
 from seqgen.models import SeqModel
 
 
@@ -27,9 +28,8 @@ class TorchEngine:
         return logits[:, -1].float().cpu().numpy(), state
 
 
-def open_checkpoint(path: Path, device: str = "auto") -> Generator:
-    from seqgen.train import resolve_device
-
+def open_torch(path: Path, device: str = GENERATE_DEVICE) -> Generator:
+    """A ``Generator`` over a checkpoint file's model."""
     dev = resolve_device(device)
     ckpt = ckpt_io.load(path, device=dev)
     return Generator(

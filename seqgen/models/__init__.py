@@ -4,29 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from seqgen.config import MODEL_TYPES, MODELS, SIZES
 from seqgen.errors import CheckpointError, ConfigError
 from seqgen.models.base import ModelConfig, SeqModel, State
-from seqgen.models.lstm_attn import PRESETS as ATTN_PRESETS
 from seqgen.models.lstm_attn import LSTMAttnConfig, LSTMAttnLM
-from seqgen.models.rnn import PRESETS as RNN_PRESETS
 from seqgen.models.rnn import RecurrentConfig, RecurrentLM
-from seqgen.models.transformer import PRESETS as TRANSFORMER_PRESETS
 from seqgen.models.transformer import TransformerConfig, TransformerLM
-
-MODEL_TYPES = ("rnn", "gru", "lstm", "lstm-attn", "transformer")
-SIZES = ("tiny", "small", "base")
 
 __all__ = ["MODEL_TYPES", "SIZES", "ModelConfig", "SeqModel", "State", "build_model",
            "config_from_dict", "make_config"]
 
 
 def presets(model_type: str) -> dict[str, dict]:
-    if model_type in ("rnn", "gru", "lstm"):
-        return RNN_PRESETS
-    if model_type == "lstm-attn":
-        return ATTN_PRESETS
-    if model_type == "transformer":
-        return TRANSFORMER_PRESETS
+    """The size presets of a model type (the registry in ``seqgen.config``)."""
+    if model_type in MODELS:
+        return MODELS[model_type].presets
     raise ConfigError(f"unknown model {model_type!r}; expected one of {', '.join(MODEL_TYPES)}")
 
 

@@ -84,3 +84,10 @@ class SeqModel(nn.Module):
             shape[axis] = -1
             out.append(s * (~reset).to(s.dtype).view(shape))
         return tuple(out)
+
+
+def window_mask(t: int, s: int, window: int, device) -> torch.Tensor:
+    """(T, S+T) bool: query i (after S cached keys) sees key j when it is causal and in the window."""
+    q = torch.arange(t, device=device)[:, None] + s
+    k = torch.arange(s + t, device=device)[None, :]
+    return (k <= q) & (k > q - window)

@@ -25,16 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqgen.errors import ConfigError
-from seqgen.models.base import ModelConfig, SeqModel, State
+from seqgen.models.base import ModelConfig, SeqModel, State, window_mask
 
 SCORES = ("dot", "general", "concat")
-PRESETS = {
-    "tiny": dict(layers=1, dim=32, emb_dim=16),
-    "small": dict(layers=1, dim=256, emb_dim=64),
-    "base": dict(layers=2, dim=384, emb_dim=128),
-}
-
-
 @dataclass
 class LSTMAttnConfig(ModelConfig):
     type: ClassVar[str] = "lstm-attn"
@@ -107,9 +100,7 @@ class LSTMAttnLM(SeqModel):
             new_mem = dec
         s = memory.shape[1]
         keys = torch.cat((memory, new_mem), dim=1)  # (B, S+T, H)
-        q_pos = torch.arange(t, device=ids.device)[:, None] + s
-        k_pos = torch.arange(s + t, device=ids.device)[None, :]
-        allowed = (k_pos <= q_pos) & (k_pos > q_pos - self.config.memory)  # (T, S+T)
+        allowed = window_mask(t, s, self.config.memory, ids.device)  # (T, S+T)
         scores = self._scores(dec, keys).masked_fill(~allowed, float("-inf"))  # (B, T, S+T)
         context = F.softmax(scores, dim=-1) @ keys  # (B, T, H)
         att = torch.tanh(self.w_c(torch.cat((context, dec), dim=-1)))  # (B, T, H)

@@ -19,13 +19,6 @@ from seqgen.models.base import ModelConfig, SeqModel, State
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 # Presets for two CPU cores: (layers, hidden, embedding).
-PRESETS = {
-    "tiny": dict(layers=1, dim=64, emb_dim=32),
-    "small": dict(layers=1, dim=256, emb_dim=64),
-    "base": dict(layers=2, dim=512, emb_dim=128),
-}
-
-
 @dataclass
 class RecurrentConfig(ModelConfig):
     type: ClassVar[str] = "lstm"

@@ -21,14 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqgen.errors import ConfigError
-from seqgen.models.base import ModelConfig, SeqModel, State
-
-PRESETS = {
-    "tiny": dict(layers=1, dim=32, heads=2),
-    "small": dict(layers=4, dim=128, heads=4),
-    "base": dict(layers=6, dim=256, heads=8),
-}
-
+from seqgen.models.base import ModelConfig, SeqModel, State, window_mask
 
 @dataclass
 class TransformerConfig(ModelConfig):
@@ -58,13 +51,6 @@ def rotary(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
     x1, x2 = x[..., 0::2], x[..., 1::2]
     out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (B, H, T, D/2, 2)
     return out.flatten(-2)
-
-
-def window_mask(t: int, s: int, window: int, device) -> torch.Tensor:
-    """(T, S+T) bool: query i (after S cached keys) sees key j when it is causal and in the window."""
-    q = torch.arange(t, device=device)[:, None] + s
-    k = torch.arange(s + t, device=device)[None, :]
-    return (k <= q) & (k > q - window)
 
 
 class Block(nn.Module):

@@ -126,35 +126,6 @@ def compare(generated: list[dict], reference: list[dict]) -> dict:
     return dist
 
 
-def music_statistics(tokenizer, model, data, ckpt, device="cpu", compositions: int = 8, bars: int = 8,
-                     seed: int = 0) -> dict:
-    """For ``seqgen eval``: compositions sampled from ``model`` against the held-out pieces."""
-    from seqgen.engines import Generator
-    from seqgen.engines.torch_engine import TorchEngine
-    from seqgen.music.compose import sample_bars
-    from seqgen.music.corpus import held_out_pieces
-
-    n = len(data)
-    start = n - int(round(n * ckpt.train.val_fraction))
-    pieces = held_out_pieces(data.tokens, start) or [np.asarray(data.tokens[start:], dtype=np.int64)]
-    held = [tokenizer.decode(ids) for ids in pieces]
-    bars_seen = sum(p.info["bars"] for p in held)
-    per_bar = sum(len(ids) for ids in pieces) / max(1, bars_seen)
-    gen = Generator(TorchEngine(model, device), tokenizer, model.config.to_dict()["type"], ckpt.train.objective,
-                    source=None)
-    rows = sample_bars(gen, np.array([tokenizer.bos_id, tokenizer.bar_id]), bars - 1, temperature=1.0, rng=np.random.default_rng(seed),
-                       batch=compositions, max_tokens=int(bars * max(256, 2 * per_bar)))
-    made = [tokenizer.decode(r) for r in rows]
-    gen_stats = [piece_stats(p) for p in made]
-    ref_stats = [piece_stats(p) for p in held]
-    return {"music": {
-        "compositions": compositions, "bars": bars, "held_out_pieces": len(held),
-        "generated": summarize(gen_stats), "held_out": summarize(ref_stats),
-        "distance": compare(gen_stats, ref_stats),
-        "grammar_repairs": int(sum(p.info["dropped_tokens"] + p.info["notes_cut"] for p in made)),
-    }}
-
-
 def seconds_text(seconds: float) -> str:
     seconds = max(0.0, seconds)
     return f"{int(seconds // 60)}:{int(math.floor(seconds % 60)):02d}"

@@ -2,7 +2,7 @@
 
 Every tokenizer reserves four sentinel ids for fill-in-the-middle training
 (``<pre>``, ``<suf>``, ``<mid>``, ``<eot>``), so a run can learn infilling
-whatever its corpus.
+whatever its corpus. ``Tokenizer`` (``seqgen.tokenizers.base``) is the interface.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from seqgen.errors import CheckpointError
+from seqgen.tokenizers.base import Tokenizer
 from seqgen.tokenizers.char import SPECIALS, CharTokenizer
 
-__all__ = ["SPECIALS", "CharTokenizer", "tokenizer_from_dict"]
+__all__ = ["SPECIALS", "CharTokenizer", "Tokenizer", "tokenizer_from_dict"]
 
 
-def tokenizer_from_dict(d: dict[str, Any]):
+def tokenizer_from_dict(d: dict[str, Any]) -> Tokenizer:
     """Rebuild a tokenizer from the plain data stored in a checkpoint or bundle."""
     kind = d.get("type")
     if kind == "char":

@@ -352,12 +352,6 @@ class MidiTokenizer:
         shift = np.floor(rng.random(len(x)) * (hi_row - lo_row + 1)).astype(np.int64) + lo_row
         return np.where(is_pitch, x + shift[:, None], x)
 
-    def music_statistics(self, model, data, ckpt, device="cpu", compositions: int = 8) -> dict:
-        """``seqgen eval``: statistics of compositions against the held-out pieces."""
-        from seqgen.music.stats import music_statistics
-
-        return music_statistics(self, model, data, ckpt, device=device, compositions=compositions)
-
     # ---- serialization ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"type": "midi", "resolution": self.resolution, "max_bar_quarters": self.max_bar_quarters,

@@ -22,7 +22,8 @@ from typing import Callable
 
 import numpy as np
 
-from seqgen.engines import is_bundle
+from seqgen.errors import ConfigError
+from seqgen.runs import locate
 from seqgen.sampling import generate
 
 ENGINES = ("torch-naive", "torch", "onnx", "onnx-int8")
@@ -89,8 +90,6 @@ def first_token_seconds(bundle: Path) -> float:
 def bench(path: Path, tokens: int = 500, batches: tuple[int, ...] = (1, 8), engines: tuple[str, ...] = ENGINES,
           naive_tokens: int | None = None, threads: int = 1, log: Callable[[str], None] = lambda _: None) -> list[BenchRow]:
     """Time every engine in ``engines`` on a run folder, checkpoint or bundle; one row per (engine, batch)."""
-    from seqgen.errors import ConfigError
-
     unknown = [e for e in engines if e not in ENGINES]
     if unknown:
         raise ConfigError(f"unknown engine {unknown[0]!r}; expected one of {', '.join(ENGINES)}")
@@ -122,7 +121,9 @@ def _engines(path: Path, engines, tmp: Path, threads: int, log) -> tuple[dict, d
     from seqgen.engines.onnx_engine import open_bundle
 
     built, bundles = {}, {}
-    if is_bundle(path):
+    found = locate(path)
+    if found.kind == "bundle":
+        path = found.path
         gen = open_bundle(path, threads=threads)
         name = "onnx-int8" if gen.info.get("quantize") == "int8" else "onnx"
         skipped = [e for e in engines if e != name]
@@ -135,13 +136,13 @@ def _engines(path: Path, engines, tmp: Path, threads: int, log) -> tuple[dict, d
 
     import torch
 
-    from seqgen import checkpoint as ckpt_io
+    from seqgen.checkpoint import open_checkpoint
+    from seqgen.device import set_threads
     from seqgen.engines.torch_engine import TorchEngine
     from seqgen.export import export_checkpoint
-    from seqgen.runs import checkpoint_path
 
-    torch.set_num_threads(threads)
-    ckpt = ckpt_io.load(checkpoint_path(path))
+    set_threads(threads)
+    ckpt = open_checkpoint(found.path)
     model = ckpt.model.eval()
     meta = {"model_config": model.config.to_dict(), "train_window": ckpt.train.window}
     built["_vocab"], built["_window"] = ckpt.tokenizer.vocab_size, _window(meta)

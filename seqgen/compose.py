@@ -10,16 +10,19 @@ from pathlib import Path
 
 import numpy as np
 
-from seqgen.errors import ConfigError, SeqgenError
-from seqgen.music.piece import MusicFileError, Piece, from_music21, quiet_music21, read_any
-from seqgen.sampling import generate
+from seqgen.engines.base import Generator
+from seqgen.errors import ConfigError, MusicFileError, SeqgenError
+from seqgen.music.files import from_music21, quiet_music21, read_any
+from seqgen.music.piece import Piece
+from seqgen.sampling import complete, generate, infill
+from seqgen.tokenizers.midi import K
 
 ABC_PROMPT = "X:1\n"
 TOKENS_PER_BAR = 512  # the most a composition may spend on one bar before it is cut off
 
 
-def is_midi_run(gen) -> bool:
-    return getattr(gen.tokenizer, "to_dict", lambda: {})().get("type") == "midi"
+def is_midi_run(gen: Generator) -> bool:
+    return gen.tokenizer.kind == "music"
 
 
 def sample_bars(gen, prompt: np.ndarray, bars: int, temperature: float = 1.0, top_k: int | None = None,
@@ -83,8 +86,6 @@ def compose(gen, bars: int | None = 16, length: int | None = None, temperature: 
 
 def _drop_trailing_bars(ids: np.ndarray, tok) -> np.ndarray:
     """Without the empty bars at the end (the encoder adds them to hold ringing notes)."""
-    from seqgen.tokenizers.midi import K
-
     bars = tok.bar_indices(ids)
     while len(bars) > 1 and np.isin(tok.kinds_of(ids[bars[-1]:]), [K["Bar"], K["TimeSig"]]).all():
         ids = ids[: bars[-1]]
@@ -108,8 +109,6 @@ def infill_bars(gen, piece: Piece, first: int, last: int, temperature: float = 1
                 top_p: float | None = None, rng: np.random.Generator | None = None) -> Piece:
     """``piece`` with bars ``first``..``last`` (1-based, inclusive) written anew; every note that
     starts outside them is kept exactly (as tokenized), as are tempo, meter and pedal."""
-    from seqgen.sampling import infill
-
     if not is_midi_run(gen):
         raise ConfigError("--infill needs a run trained on MIDI tokens; this one is a character model")
     if not gen.knows_infill:
@@ -144,8 +143,6 @@ def _fit_bars(middle: np.ndarray, original: np.ndarray, tok) -> np.ndarray:
     """Generated middle -> exactly the original's bars: each original bar header (Bar, TimeSig)
     followed by what the model wrote for that bar, its meter tokens removed; missing bars stay
     empty, extra ones are dropped."""
-    from seqgen.tokenizers.midi import K
-
     heads = []
     for h in tok.bar_indices(original):
         k = h + 1
@@ -191,10 +188,8 @@ def compose_abc(gen, bars: int | None = None, length: int | None = None, tempera
                 attempts: int = 5) -> Piece:
     """Sample ABC text from ``X:1`` and read it with music21; a tune that does not parse is cut
     back line by line, and sampled again (up to ``attempts`` times)."""
-    from seqgen.sampling import complete
-
     tok = gen.tokenizer
-    if not hasattr(tok, "unknown") or tok.unknown(ABC_PROMPT + "K:|"):
+    if tok.kind != "text" or tok.unknown(ABC_PROMPT + "K:|"):
         raise SeqgenError(f"{gen.source} is a text model that has not seen ABC notation (no 'X:', 'K:' or '|'); "
                           "compose needs a MIDI run or a character model trained on ABC (e.g. folk-abc)")
     length = length or (600 if bars is None else 200 + 60 * bars)

@@ -41,11 +41,15 @@ import torch
 from torch import nn
 
 from seqgen import __version__
-from seqgen.engines import BUNDLE_FILE
-from seqgen.engines.onnx_engine import FORMAT, MODEL_FILE
-from seqgen.errors import ExportError, SeqgenError
-from seqgen.export_fused import fused_transformer_graph
+from seqgen.checkpoint import Checkpoint, open_checkpoint
+from seqgen.data.load import Progress, load_corpus
+from seqgen.engines.onnx_engine import FORMAT, OnnxEngine
+from seqgen.errors import ExportError, FileWriteError, SeqgenError
+from seqgen.export.transformer_graph import fused_transformer_graph
+from seqgen.fileio import fsync_dir, write_text
+from seqgen.losses import stream_loss
 from seqgen.models import SeqModel
+from seqgen.runs import BUNDLE_FILE, MODEL_FILE, latest_run, locate
 
 EXPORTS = Path("exports")
 TOLERANCE = 1e-3  # largest allowed |logit difference| between torch and the fp32 graph
@@ -244,15 +248,15 @@ def onnx_stream_loss(engine, tokens: np.ndarray, chunk: int) -> float:
     return float(total / count)
 
 
-def validation_slice(ckpt, max_tokens: int) -> tuple[np.ndarray | None, str | None]:
+def validation_slice(ckpt: Checkpoint, max_tokens: int,
+                     progress: Progress | None = None) -> tuple[np.ndarray | None, str | None]:
     """The first ``max_tokens`` + 1 tokens of the run's validation split, or (None, why not)."""
-    from seqgen.data import load_corpus
-
     spec = ckpt.extra.get("corpus")
     if not spec:
         return None, "the checkpoint does not name its corpus"
     try:
-        data = load_corpus(spec, encoding=ckpt.extra.get("encoding", "utf-8"), tokenizer=ckpt.tokenizer)
+        data = load_corpus(spec, encoding=ckpt.extra.get("encoding", "utf-8"), tokenizer=ckpt.tokenizer,
+                           progress=progress)
         _, val = data.split(ckpt.train.val_fraction)
     except SeqgenError as e:
         return None, f"cannot read the corpus {spec} ({e})"
@@ -263,8 +267,6 @@ def validation_slice(ckpt, max_tokens: int) -> tuple[np.ndarray | None, str | No
 
 # ---- the bundle -------------------------------------------------------------------------------
 def default_out(run: Path | None) -> Path:
-    from seqgen.runs import latest_run
-
     run = Path(run) if run is not None else latest_run()
     name = run.parent.name if run.is_file() else run.resolve().name
     return EXPORTS / name
@@ -292,10 +294,8 @@ def quantize_int8(src: Path, dst: Path, work: Path) -> None:
 def export_checkpoint(ckpt, out: Path, quantize: str | None = None, tolerance: float = TOLERANCE,
                       exporter: str = "auto", opset: int | None = None, loss_tokens: int = 4096,
                       source: str | None = None, force: bool = False,
-                      log: Callable[[str], None] = lambda _: None) -> ExportReport:
+                      log: Callable[[str], None] = lambda _: None, progress: Progress | None = None) -> ExportReport:
     """Export a loaded checkpoint to the bundle folder ``out``, checked against torch."""
-    from seqgen.engines.onnx_engine import OnnxEngine
-
     if quantize not in (None, *QUANTIZE):
         raise ExportError(f"unknown quantization {quantize!r}; expected {', '.join(QUANTIZE)}")
     out = Path(out)
@@ -324,7 +324,7 @@ def export_checkpoint(ckpt, out: Path, quantize: str | None = None, tolerance: f
                 raise ExportError("the int8 graph produces non-finite logits; no bundle written")
             os.replace(int8, fp32)
         if loss_tokens > 0:
-            _compare_losses(ckpt, engine, loss_tokens, report, log)
+            _compare_losses(ckpt, engine, loss_tokens, report, log, progress)
             change = report.val_loss_change
             if quantize and change is not None and change > INT8_MAX_LOSS_INCREASE:
                 raise ExportError(f"int8 quantization raises the validation loss by {change:.3f} nats/token "
@@ -333,10 +333,13 @@ def export_checkpoint(ckpt, out: Path, quantize: str | None = None, tolerance: f
             if extra.name != MODEL_FILE:
                 extra.unlink() if extra.is_file() else shutil.rmtree(extra)
         meta = bundle_meta(ckpt, layout, report, source)
-        (work / BUNDLE_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_text(work / BUNDLE_FILE, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
         if out.exists():
             shutil.rmtree(out)
         os.replace(work, out)
+        fsync_dir(out.parent)
+    except OSError as err:
+        raise FileWriteError(f"cannot write the bundle {out}: {err.strerror or err}") from None
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
@@ -347,8 +350,6 @@ def export_checkpoint(ckpt, out: Path, quantize: str | None = None, tolerance: f
 def _export_checked(model, path: Path, exporter: str, opset: int | None, tolerance: float,
                     log) -> tuple[str, int, list[dict], float, object]:
     """Export and check parity; the fused transformer graph falls back to the dynamo exporter."""
-    from seqgen.engines.onnx_engine import OnnxEngine
-
     try:
         used, opset, layout = export_graph(model, path, exporter, opset)
     except Exception as e:  # the exporters raise many kinds; one line is enough for the user
@@ -371,10 +372,8 @@ def _export_checked(model, path: Path, exporter: str, opset: int | None, toleran
     return used, opset, layout, diff, engine
 
 
-def _compare_losses(ckpt, engine, loss_tokens: int, report: ExportReport, log) -> None:
-    from seqgen.evaluate import stream_loss
-
-    tokens, why = validation_slice(ckpt, loss_tokens)
+def _compare_losses(ckpt, engine, loss_tokens: int, report: ExportReport, log, progress) -> None:
+    tokens, why = validation_slice(ckpt, loss_tokens, progress)
     if tokens is None:
         report.notes.append(f"validation loss not compared: {why}")
         log(report.notes[-1])
@@ -419,11 +418,8 @@ def bundle_meta(ckpt, layout: list[dict], report: ExportReport, source: str | No
 
 def export_run(run: Path | None, out: Path | None = None, which: str = "best", **options) -> ExportReport:
     """Export a run folder or checkpoint (None: the most recent run) to ``out`` (default exports/<run>)."""
-    from seqgen import checkpoint as ckpt_io
-    from seqgen.runs import checkpoint_path
-
-    path = checkpoint_path(run, which)
-    ckpt = ckpt_io.load(path)
+    path = locate(run, which).path
+    ckpt = open_checkpoint(path)
     if out is None:
         out = default_out(run if run is not None else path)
     return export_checkpoint(ckpt, out, source=str(path), **options)

@@ -1,0 +1,37 @@
+"""What every tokenizer offers: the one interface the data, training, sampling and export code
+relies on. ``kind`` says what it reads: ``"text"`` (characters; ``encode`` takes a str and
+``decode`` returns one) or ``"music"`` (MIDI events; ``encode`` takes a ``Piece`` and
+``decode`` returns one)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    kind: Literal["text", "music"]
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    # Sentinels of fill-in-the-middle (every tokenizer reserves them).
+    @property
+    def pre_id(self) -> int: ...
+
+    @property
+    def suf_id(self) -> int: ...
+
+    @property
+    def mid_id(self) -> int: ...
+
+    @property
+    def eot_id(self) -> int: ...
+
+    def encode(self, source: Any) -> np.ndarray: ...
+
+    def decode(self, ids: Any) -> Any: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
