@@ -30,6 +30,7 @@ run: install
 	$(BIN)/seqgen compose runs/bach --bars 8 --out runs/bach/chorale.mid
 
 test: dev
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 bench: install
