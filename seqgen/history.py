@@ -4,7 +4,8 @@ A run folder holds ``config.json`` (the resolved configuration, written when tra
 ``metrics.jsonl`` (one JSON object per evaluation: step, loss (training EMA), lr, elapsed,
 progress, tokens_per_s, val_loss, val_bits, best, time, event) and the checkpoints ``last.pt``
 and ``best.pt``. This module only reads JSON and looks at file names; it loads no checkpoint,
-so it needs neither torch nor music21, and it returns plain data for the CLI to draw.
+so it needs neither torch nor music21 (the file names come from ``seqgen.runs``), and it
+returns plain data for the CLI to draw.
 
 A metrics line that is not a JSON object with a step and a validation loss (a run killed in the
 middle of a write, a damaged file) is skipped and counted, never raised.
@@ -20,10 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from seqgen.errors import RunError
+from seqgen.runs import BEST, BUNDLE_FILE, CONFIG, LAST, METRICS, RUNS
 
-CONFIG, METRICS = "config.json", "metrics.jsonl"
-LAST, BEST = "last.pt", "best.pt"  # the checkpoint names (seqgen.checkpoint), without importing torch
-BUNDLE = "seqgen.json"  # an export bundle's description (seqgen.export)
 RUN_FILES = (CONFIG, METRICS, LAST, BEST)
 X_AXES = ("steps", "time", "tokens")
 SORTS = ("date", "loss", "name", "steps")
@@ -117,7 +116,7 @@ def find_runs(root: Path, depth: int = 3) -> list[Path]:
     return found
 
 
-def resolve_run(spec: str | Path, root: Path = Path("runs")) -> Path:
+def resolve_run(spec: str | Path, root: Path = RUNS) -> Path:
     """A run folder from a path, or from a bare name under ``root`` (``shake`` -> ``runs/shake``)."""
     path = Path(spec)
     if not path.exists() and not path.is_absolute() and (root / path).exists():
@@ -299,7 +298,7 @@ def list_runs(root: Path, export_roots: list[Path] | None = None, sort: str = "d
         raise RunError(f"cannot sort by {sort!r}; expected one of {', '.join(SORTS)}")
     root = Path(root)
     if export_roots is None:
-        export_roots = [Path("exports"), root.parent / "exports"]
+        export_roots = [Path("exports"), root.parent / "exports"]  # seqgen.export.EXPORTS, and beside root
     bundles = find_bundles(export_roots)
     runs = [load_run(p, bundles) for p in find_runs(root)]
     inf = math.inf
@@ -322,7 +321,7 @@ def find_bundles(roots: list[Path]) -> list[dict]:
     seen, bundles = set(), []
     for root in roots:
         try:
-            metas = sorted(Path(root).glob(f"*/{BUNDLE}"))
+            metas = sorted(Path(root).glob(f"*/{BUNDLE_FILE}"))
         except OSError:
             continue
         for meta in metas:

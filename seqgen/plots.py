@@ -10,8 +10,9 @@ has exactly the size asked for.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from seqgen.errors import ConfigError, MissingExtraError
 
@@ -53,10 +54,10 @@ def parse_size(text: str | None, default: tuple[int, int]) -> tuple[int, int]:
 
 def require_matplotlib() -> None:
     """Fail early, with the install line, when the ``plot`` extra is missing."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise MissingExtraError("drawing pictures needs matplotlib: pip install 'seqgen[plot]'") from None
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise MissingExtraError("drawing pictures needs matplotlib: pip install 'seqgen[plot]'")
 
 
 def _figure(size: tuple[int, int]):
@@ -199,7 +200,7 @@ def piano_roll(piece: Piece, path: Path | str, size: tuple[int, int] = ROLL_SIZE
         if p % 12 in (1, 3, 6, 8, 10):
             ax.axhspan(p - 0.5, p + 0.5, color="0.93", lw=0, zorder=0)
     colors = [c["color"] for c in _cycle(fig)]
-    programs = sorted(set(int(v) for v in piece.program))
+    programs = sorted({int(v) for v in piece.program})
     for i, prog in enumerate(programs):
         m = piece.program == prog
         alpha = 0.45 + 0.55 * np.clip(piece.velocity[m] / 127.0, 0, 1)

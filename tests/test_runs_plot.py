@@ -256,6 +256,37 @@ def test_train_ends_with_a_chart_unless_quiet(tmp_path, text_corpus, monkeypatch
     assert q.exit_code == 0 and "\u25c6" not in q.stderr and "best val loss" in q.stderr
 
 
+def test_ctrl_c_shows_the_chart_and_leaves_a_resumable_run(tmp_path, text_corpus, monkeypatch):
+    from seqgen.train import Trainer
+
+    real, calls = Trainer._eval_and_save, []
+
+    def interrupt_at_the_fourth(self, *args):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(Trainer, "_eval_and_save", interrupt_at_the_fourth)
+    monkeypatch.chdir(tmp_path)
+    r = run("train", text_corpus, "--out", "runs/cut", "--steps", 40, "--dim", 16, "--layers", 1, "--window", 16,
+            "--batch", 4, "--threads", 1)
+    assert r.exit_code == 130, r.output
+    assert "\u25c6 best" in r.stderr and "Resume with" in r.stderr
+    d = runs_json()[0]
+    assert d["evaluations"] == 3 and d["state"] == "resumable" and d["resumable"]
+
+
+def test_pictures_without_matplotlib_name_the_extra(workdir, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find_spec(name, *a))
+    assert_one_line_error(run("plot", "wide", "--out", "c.png"), "needs matplotlib", "seqgen[plot]")
+    assert not (workdir / "c.png").exists()
+    assert run("plot", "wide").exit_code == 0  # the terminal chart needs no extra
+
+
 # ---- compose --png ---------------------------------------------------------------------------
 
 

@@ -7,8 +7,9 @@ steps, time or tokens, one colour per line, the best validation point marked wit
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from itertools import pairwise
 
 from rich.console import Console, Group
 from rich.text import Text
@@ -49,7 +50,7 @@ def _fmt_num(v: float) -> str:
 
 
 def fmt_clock(seconds: float) -> str:
-    s = max(0, int(round(seconds)))
+    s = max(0, round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
@@ -84,7 +85,7 @@ def line_chart(series: Sequence[Series], width: int = 60, height: int = 10, mark
         line = [px(x, y) for x, y in zip(s.xs, s.ys) if _finite(x) and _finite(y)]
         if len(line) == 1:
             dot(round(line[0][0]), round(line[0][1]), s.style)
-        for (ax, ay), (bx, by) in zip(line, line[1:]):
+        for (ax, ay), (bx, by) in pairwise(line):
             n = max(1, int(max(abs(bx - ax), abs(by - ay))))
             for i in range(n + 1):
                 t = i / n

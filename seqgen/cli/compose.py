@@ -46,6 +46,7 @@ def compose(
     infill: Annotated[Optional[Path], typer.Option(help="Rewrite --bars A-B of this file, keeping the rest (runs trained with infilling).")] = None,
     out_path: Annotated[Path, typer.Option("--out", help="File to write: .mid, .midi, .musicxml, .xml or .mxl.")] = Path("composition.mid"),
     roll: Annotated[bool, typer.Option("--roll/--no-roll", help="Show the piano roll of the result.")] = True,
+    png: Annotated[Optional[Path], typer.Option("--png", help="Also draw the piano roll as a picture: .png, .svg or .pdf (needs the plot extra, matplotlib).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda (generation defaults to the CPU: see seqgen.device).")] = GENERATE_DEVICE,
     threads: Annotated[int, typer.Option(help="CPU threads for torch (one is fastest for one-token steps).")] = GENERATE_THREADS,
 ) -> None:
@@ -75,6 +76,11 @@ def compose(
         raise ConfigError("give --bars or --length, not both")
     if out_path.suffix.lower() not in (".mid", ".midi", ".musicxml", ".xml", ".mxl"):
         raise ConfigError(f"--out {out_path.name}: expected a .mid, .midi, .musicxml, .xml or .mxl file name")
+    if png is not None:
+        from seqgen.plots import image_format, require_matplotlib
+
+        image_format(png)
+        require_matplotlib()
     rng = np.random.default_rng(seed)
     gen = open_generator(run, device=device)
     set_threads(threads)
@@ -103,3 +109,7 @@ def compose(
         out.print(piano_roll(piece, width=width))
         out.print(summary(piece))
     out.print(f"wrote {path}")
+    if png is not None:
+        from seqgen.plots import piano_roll as roll_picture
+
+        out.print(f"wrote {roll_picture(piece, png, title=path.name)}")

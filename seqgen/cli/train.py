@@ -115,6 +115,10 @@ def train(
         result = trainer.run()
     finally:
         cb.stop()
+    if not quiet:
+        from seqgen.cli.charts import training_chart
+
+        training_chart(out, err)
     bits = f"{result.best_val_loss / math.log(2):.3f}" if result.best_val_loss is not None else "-"
     val = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "-"
     err.print(
@@ -175,7 +179,7 @@ def _signature() -> inspect.Signature:
         P("resume", P.POSITIONAL_OR_KEYWORD, default=False, annotation=Annotated[bool, typer.Option(
             "--resume", help="Continue the run in --out where it stopped.")]),
         P("quiet", P.POSITIONAL_OR_KEYWORD, default=False, annotation=Annotated[bool, typer.Option(
-            "--quiet", "-q", help="No progress bar; only the summary line.")]),
+            "--quiet", "-q", help="No progress bar or loss chart; only the summary line.")]),
     ]
     return inspect.Signature(own + config + tail, return_annotation=None)
 
