@@ -217,3 +217,37 @@ def test_help_path_loads_neither_torch_nor_music21():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_eval_on_a_tiny_validation_split_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    corpus = tmp_path / "small.txt"
+    corpus.write_text("a short text that leaves only a few validation characters. " * 12)
+    r = run("train", corpus, "--steps", 2, "--out", "runs/s", "--size", "tiny", "--window", "16", "--batch", "2",
+            "--val-fraction", "0.05", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert_clean_error(run("eval", "runs/s"), "validation split has", "--val-fraction")
+
+
+def test_an_unexpected_error_is_one_line_that_says_it_is_a_bug(trained, monkeypatch):
+    import seqgen.evaluate
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero deep inside")
+
+    monkeypatch.setattr(seqgen.evaluate, "evaluate_run", broken)
+    r = run("eval", trained)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) <= 3 and "bug" in r.stderr and "--debug" in r.stderr and "ZeroDivisionError" in r.stderr
+    debug = run("--debug", "eval", trained)
+    assert isinstance(debug.exception, ZeroDivisionError)  # --debug lets the traceback through
+    monkeypatch.setenv("SEQGEN_DEBUG", "1")
+    assert isinstance(run("eval", trained).exception, ZeroDivisionError)
+
+
+def test_a_checkpoint_with_a_pickled_object_is_refused_as_such(trained, tmp_path):
+    payload = torch.load(trained / "last.pt", weights_only=True)
+    payload["extra"] = {"hook": math.dist}  # any object beyond tensors and plain data
+    torch.save(payload, tmp_path / "evil.pt")
+    assert_clean_error(run("sample", tmp_path / "evil.pt"), "objects other than tensors", "could run code")
