@@ -41,3 +41,7 @@ class RunError(SeqgenError):
 
 class MissingExtraError(SeqgenError):
     """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+class RunLockedError(SeqgenError):
+    """Another training holds the run folder."""

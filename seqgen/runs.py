@@ -10,17 +10,20 @@ heavy: opening what it found is ``seqgen.checkpoint.open_checkpoint`` (torch) or
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
-from seqgen.errors import CheckpointError
+from seqgen.errors import CheckpointError, FileWriteError, RunLockedError
 
 RUNS = Path("runs")
 LAST, BEST = "last.pt", "best.pt"
 CONFIG, METRICS = "config.json", "metrics.jsonl"
 BUNDLE_FILE, MODEL_FILE = "seqgen.json", "model.onnx"
+LOCK = ".lock"
 
 
 @dataclass(frozen=True)
@@ -30,14 +33,49 @@ class Located:
 
 
 def new_run_dir(name: str, root: Path = RUNS) -> Path:
-    """``runs/<name>``, or ``runs/<name>-2``, ``-3``... when taken."""
+    """Create and return ``runs/<name>``, or ``runs/<name>-2``, ``-3``... when taken. The folder
+    is made here (exclusively), so two trainings started at once never pick the same one."""
     base = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "run"
-    path = root / base
-    i = 2
-    while path.exists():
-        path = root / f"{base}-{i}"
-        i += 1
-    return path
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        i = 1
+        while True:
+            path = root / (base if i == 1 else f"{base}-{i}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                i += 1
+    except OSError as e:
+        raise FileWriteError(f"cannot create a run folder under {root}: {e.strerror or e}") from None
+
+
+@contextlib.contextmanager
+def run_lock(run: Path) -> Iterator[None]:
+    """Hold the run folder for one training. A second training into it is refused at once,
+    naming the process that holds it. The lock is an ``flock`` on ``<run>/.lock``: the kernel
+    releases it when its process ends in any way (kill -9 included), so a lock left by a dead
+    process is simply taken over, never a permanent "locked"."""
+    import fcntl
+
+    run = Path(run)
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise FileWriteError(f"cannot lock {run}: {e.strerror or e}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            raise RunLockedError(f"{run} is being trained by process {holder}; wait for it to end, "
+                                 "or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def latest_run(root: Path = RUNS) -> Path:

@@ -24,7 +24,7 @@ from seqgen.config import TrainConfig
 from seqgen.data.batches import StreamBatcher, random_windows
 from seqgen.data.cache import TokenData
 from seqgen.device import resolve_device, set_threads
-from seqgen.errors import ConfigError, CorpusError
+from seqgen.errors import ConfigError, CorpusError, FileWriteError
 from seqgen.fileio import write_json
 from seqgen.losses import stream_loss
 from seqgen.models import SeqModel, build_model, make_config
@@ -55,6 +55,7 @@ class TrainResult:
     interrupted: bool
     out: Path
     history: list[dict] = field(default_factory=list)
+    signal: int | None = None  # the signal that stopped the run (SIGTERM, SIGHUP), if one did
 
 
 def new_model(cfg: TrainConfig, tokenizer: Tokenizer) -> SeqModel:
@@ -103,6 +104,8 @@ class Trainer:
         else:
             self.model = new_model(cfg, data.tokenizer).to(self.device)
             self.step, self.elapsed0, self.best = 0, 0.0, None
+        self.saved_step: int | None = resume.step if resume is not None else None  # the last good checkpoint
+        self.stop_signal: int | None = None
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "embed" not in n]
         other = [p for n, p in self.model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
         self.opt = torch.optim.AdamW(
@@ -150,19 +153,37 @@ class Trainer:
         return stream_loss(self.model, self.val_tokens, chunk=self.cfg.window, device=self.device,
                            max_tokens=self.cfg.eval_tokens, streams=8)
 
+    def request_stop(self, signum: int) -> None:
+        """Stop after the current step and save a checkpoint (what SIGTERM and SIGHUP ask)."""
+        self.stop_signal = signum
+
     def checkpoint(self, elapsed: float, name: str) -> Path:
         path = self.out / name
+        try:
+            self._save(elapsed, path)
+        except FileWriteError as e:
+            last = (f"the last good checkpoint is {self.out / LAST} at step {self.saved_step}"
+                    if self.saved_step is not None else "no checkpoint of this run was saved")
+            raise FileWriteError(f"{e}; training stopped at step {self.step}, {last}") from None
+        if name == LAST:
+            self.saved_step = self.step
+        return path
+
+    def _save(self, elapsed: float, path: Path) -> None:
         ckpt_io.save(
             ckpt_io.Checkpoint(self.model, self.data.tokenizer, self.cfg, self.step, elapsed, self.best,
                                self.opt.state_dict(), {"corpus": self.data.meta.get("spec", self.data.source),
                                 "encoding": self.data.meta.get("encoding", "utf-8")}),
             path,
         )
-        return path
 
     def log(self, record: dict) -> None:
-        with open(self.out / METRICS, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        """Append one line to metrics.jsonl (an append-only log: a torn last line is skipped by readers)."""
+        try:
+            with open(self.out / METRICS, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        except OSError as e:
+            raise FileWriteError(f"cannot write {self.out / METRICS}: {e.strerror or e}") from None
 
     # ---- the loop ------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -184,7 +205,7 @@ class Trainer:
         history: list[dict] = []
         interrupted = False
         try:
-            while self.progress(elapsed) < 1.0:
+            while self.progress(elapsed) < 1.0 and self.stop_signal is None:
                 lr = lr_at(cfg, self.step, self.progress(elapsed))
                 for g in self.opt.param_groups:
                     g["lr"] = lr
@@ -217,10 +238,13 @@ class Trainer:
                     val = self._eval_and_save(info, elapsed, history)
         except KeyboardInterrupt:
             interrupted = True
+        if self.stop_signal is not None:
+            interrupted = True
+        if interrupted:
             self.checkpoint(elapsed, LAST)
         wall = time.perf_counter() - t0
         return TrainResult(self.step, elapsed, loss_ema or float("nan"), val, self.best,
-                           tokens_seen / max(wall, 1e-9), interrupted, self.out, history)
+                           tokens_seen / max(wall, 1e-9), interrupted, self.out, history, self.stop_signal)
 
     def _eval_and_save(self, info: dict, elapsed: float, history: list) -> float:
         val = self.evaluate()

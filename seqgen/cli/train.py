@@ -7,6 +7,7 @@ defaults and help texts live there once); this module adds only what is not conf
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import math
@@ -79,20 +80,43 @@ def train(
     quiet: bool = False,
     **options: Any,
 ) -> None:
-    """Train a generator on CORPUS. Ctrl-C saves a checkpoint and prints how to resume."""
-    from seqgen.checkpoint import load
-    from seqgen.data.load import load_corpus
+    """Train a generator on CORPUS. Ctrl-C, SIGTERM or SIGHUP save a checkpoint and print how to resume."""
     from seqgen.errors import ConfigError
-    from seqgen.runs import LAST, new_run_dir
-    from seqgen.train import Trainer
+    from seqgen.runs import run_lock
 
     values = _config_values(options)
     if values["time"] is None and values["steps"] is None and not resume:
         values["time"] = _FIELDS["time"].metadata["parse"](DEFAULT_TIME)
+    if resume and out is None:
+        raise ConfigError("--resume needs --out RUN, the run folder to continue")
+    if out is not None:
+        with run_lock(out):
+            _train(corpus, out, encoding, resume, quiet, values)
+        return
+    from seqgen.data.load import load_corpus
+    from seqgen.runs import new_run_dir
+
+    with corpus_feedback(quiet) as feedback:
+        data = load_corpus(corpus, encoding=encoding, **feedback)
+    out = new_run_dir(data.source or "run")
+    try:
+        with run_lock(out):
+            _train(corpus, out, encoding, resume, quiet, values, data)
+    except BaseException:
+        _remove_if_unused(out)
+        raise
+
+
+def _train(corpus: str, out: Path, encoding: str, resume: bool, quiet: bool, values: dict, data=None) -> None:
+    """The training itself, with the run folder locked."""
+    from seqgen.checkpoint import load
+    from seqgen.data.load import load_corpus
+    from seqgen.errors import ConfigError
+    from seqgen.runs import LAST
+    from seqgen.train import Trainer
+
     resumed = None
     if resume:
-        if out is None:
-            raise ConfigError("--resume needs --out RUN, the run folder to continue")
         if not (out / LAST).exists():
             raise ConfigError(f"nothing to resume: {out / LAST} does not exist")
         resumed = load(out / LAST)
@@ -102,17 +126,17 @@ def train(
                            steps=values["steps"])
         cfg = resumed.train.replace(**changes)
     else:
+        if (out / LAST).exists():
+            raise ConfigError(f"{out} already holds a run; add --resume to continue it, or choose another --out")
         cfg = TrainConfig(**values)
-    with corpus_feedback(quiet) as feedback:
-        data = load_corpus(corpus, encoding=encoding, tokenizer=resumed.tokenizer if resumed else None, **feedback)
-    if out is None:
-        out = new_run_dir(data.source or "run")
-    elif not resume and (out / LAST).exists():
-        raise ConfigError(f"{out} already holds a run; add --resume to continue it, or choose another --out")
+    if data is None:
+        with corpus_feedback(quiet) as feedback:
+            data = load_corpus(corpus, encoding=encoding, tokenizer=resumed.tokenizer if resumed else None, **feedback)
     cb = ProgressCallback(quiet)
     trainer = Trainer(cfg, data, out, resume=resumed, callback=cb)
     try:
-        result = trainer.run()
+        with _stop_on_signals(trainer):
+            result = trainer.run()
     finally:
         cb.stop()
     if not quiet:
@@ -126,9 +150,42 @@ def train(
         f"({bits} bits/token)  {result.tokens_per_s:,.0f} tok/s  {result.elapsed:.0f}s  -> {out}"
     )
     if result.interrupted:
+        import signal
+
         cmd = ["seqgen", "train", corpus, "--out", str(out), "--resume"]
-        err.print(f"interrupted; checkpoint saved. Resume with:\n  {shlex.join(cmd)}")
-        raise typer.Exit(130)
+        why = f"stopped by {signal.Signals(result.signal).name}" if result.signal else "interrupted"
+        err.print(f"{why}; checkpoint saved at step {result.step}. Resume with:\n  {shlex.join(cmd)}")
+        raise typer.Exit(128 + (result.signal or signal.SIGINT))  # 130 for Ctrl-C, 143 for SIGTERM
+
+
+@contextlib.contextmanager
+def _stop_on_signals(trainer):
+    """SIGTERM (timeout, docker stop, SLURM, Kubernetes) and SIGHUP ask the trainer to stop after
+    its current step and save, as Ctrl-C does."""
+    import signal
+
+    wanted = [signal.SIGTERM, signal.SIGHUP]
+    previous = {}
+    try:
+        for signum in wanted:
+            previous[signum] = signal.signal(signum, lambda num, frame: trainer.request_stop(num))
+    except ValueError:  # not the main thread (an embedding program): leave signals alone
+        pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _remove_if_unused(run: Path) -> None:
+    """Remove a run folder that seqgen made for a training that failed before writing anything."""
+    from seqgen.runs import LOCK
+
+    with contextlib.suppress(OSError):
+        if all(p.name == LOCK for p in run.iterdir()):
+            (run / LOCK).unlink(missing_ok=True)
+            run.rmdir()
 
 
 # ---- options made from TrainConfig's fields -------------------------------------------------------
