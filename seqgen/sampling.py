@@ -8,6 +8,7 @@ and ``start()`` returning the initial state; the loop below never asks which eng
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Iterator, Protocol
 
 import numpy as np
@@ -23,22 +24,28 @@ class Engine(Protocol):
 
 
 def check_options(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if not isinstance(temperature, (int, float)) or math.isnan(temperature) or temperature < 0 or math.isinf(temperature):
+    # numbers.Real takes numpy scalars too; nan and inf are refused, not passed to int() or compared
+    if not (isinstance(temperature, numbers.Real) and math.isfinite(temperature) and temperature >= 0):
         raise ConfigError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature}")
-    if top_k is not None and (int(top_k) != top_k or top_k < 1):
+    if top_k is not None and not (isinstance(top_k, numbers.Real) and math.isfinite(top_k)
+                                  and int(top_k) == top_k and top_k >= 1):
         raise ConfigError(f"top-k must be an integer >= 1, got {top_k}")
-    if top_p is not None and not (0.0 < top_p <= 1.0):
+    if top_p is not None and not (isinstance(top_p, numbers.Real) and 0.0 < top_p <= 1.0):
         raise ConfigError(f"top-p must be in (0, 1], got {top_p}")
 
 
 def filtered_probs(logits: np.ndarray, temperature: float, top_k: int | None = None,
                    top_p: float | None = None) -> np.ndarray:
     """(B, V) probabilities after temperature, top-k and top-p (nucleus) filtering."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = np.asarray(logits, dtype=np.float64)
     if top_k is not None and top_k < z.shape[-1]:
-        kth = np.partition(z, -top_k, axis=-1)[:, -top_k][:, None]
+        k = int(top_k)  # 3.0 passes check_options; np.partition wants an int
+        kth = np.partition(z, -k, axis=-1)[:, -k][:, None]
         z = np.where(z < kth, -np.inf, z)
-    z = z - z.max(axis=-1, keepdims=True)
+    # the maximum goes before the division: a tiny temperature then sends the others to -inf,
+    # where dividing first overflows every logit to inf (and the probabilities to nan)
+    with np.errstate(over="ignore"):  # overflowing to -inf is the point
+        z = (z - z.max(axis=-1, keepdims=True)) / temperature
     p = np.exp(z)
     p /= p.sum(axis=-1, keepdims=True)
     if top_p is not None and top_p < 1.0:
@@ -64,8 +71,12 @@ def sample_next(logits: np.ndarray, temperature: float = 1.0, top_k: int | None 
         return logits.argmax(axis=-1).astype(np.int64)
     p = filtered_probs(logits, temperature, top_k, top_p)
     rng = rng if rng is not None else np.random.default_rng()
+    c = np.cumsum(p, axis=-1)
     u = rng.random((p.shape[0], 1))
-    idx = (np.cumsum(p, axis=-1) > u * p.sum(axis=-1, keepdims=True)).argmax(axis=-1)
+    # the first id whose cumulative mass passes u times the cumulative total (p.sum() rounds
+    # differently), and never past the last id with mass: a draw near 1 stays in the support
+    last = p.shape[-1] - 1 - (p[:, ::-1] > 0).argmax(axis=-1)
+    idx = np.minimum((c <= u * c[:, -1:]).sum(axis=-1), last)
     return idx.astype(np.int64)
 
 

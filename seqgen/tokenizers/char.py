@@ -65,7 +65,8 @@ class CharTokenizer:
         """Text -> int64 ids. Raises TokenizerError naming characters outside the vocabulary."""
         if not text:
             return np.zeros(0, dtype=np.int64)
-        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        # surrogatepass: a lone surrogate (undecodable bytes in argv) is a character to name, not a crash
+        cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
         pos = np.searchsorted(self._codepoints[self._order], cps)
         pos = np.clip(pos, 0, len(self.chars) - 1)
         ids = self._order[pos]
