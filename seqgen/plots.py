@@ -122,7 +122,8 @@ def loss_curves(curves: Sequence[Curve], path: Path | str, x: str = "steps", siz
                 ax.plot(*zip(*pts), "--", color=color, lw=1.2, alpha=0.7)
         bx, by = xs[c.best], c.val_loss[c.best]
         ax.plot([bx], [by], marker="*", ms=16, color=color, mec="black", mew=0.8, zorder=5)
-        ax.annotate(f"{by:.3f}", (bx, by), xytext=(6, -14), textcoords="offset points", fontsize=9, color=color)
+        ax.annotate(f"{by:.3f}", (bx, by), xytext=(-9, -15), textcoords="offset points", fontsize=9, color=color,
+                    ha="right")
     ax.set_xlabel(f"training time ({unit})" if x == "time" else X_LABELS[x])
     if x == "tokens":
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
@@ -130,7 +131,7 @@ def loss_curves(curves: Sequence[Curve], path: Path | str, x: str = "steps", siz
     sec = ax.secondary_yaxis("right", functions=(lambda n: n / LN2, lambda b: b * LN2))
     sec.set_ylabel("bits per token")
     ax.grid(True, alpha=0.3)
-    ax.set_xlim(left=0)
+    ax.set_xlim(left=0, right=ax.get_xlim()[1] * 1.02)
     ax.set_title(title or ("Loss curves" if len(curves) > 1 else f"Loss curve of {curves[0].name}"))
     runs_legend = ax.legend(handles=handles, loc="upper right", fontsize=9, title="run (validation loss)",
                             title_fontsize=9)
@@ -161,7 +162,7 @@ def bar_ticks(piece: Piece) -> list[int]:
     if sigs[0][0] > 0:
         sigs.insert(0, (0, 4, 4))
     starts, tick, k = [], 0, 0
-    while tick <= end and len(starts) < 100_000:
+    while tick < end and len(starts) < 100_000:
         while k + 1 < len(sigs) and sigs[k + 1][0] <= tick:
             k += 1
         starts.append(tick)
@@ -199,8 +200,12 @@ def piano_roll(piece: Piece, path: Path | str, size: tuple[int, int] = ROLL_SIZE
     for p in range(lo, hi + 1):
         if p % 12 in (1, 3, 6, 8, 10):
             ax.axhspan(p - 0.5, p + 0.5, color="0.93", lw=0, zorder=0)
-    colors = [c["color"] for c in _cycle(fig)]
     programs = sorted({int(v) for v in piece.program})
+    colors = [c["color"] for c in _cycle(fig)]
+    if len(programs) > len(colors):
+        import matplotlib as mpl
+
+        colors = list(mpl.colormaps["tab20"].colors)
     for i, prog in enumerate(programs):
         m = piece.program == prog
         alpha = 0.45 + 0.55 * np.clip(piece.velocity[m] / 127.0, 0, 1)
@@ -211,13 +216,17 @@ def piano_roll(piece: Piece, path: Path | str, size: tuple[int, int] = ROLL_SIZE
             patch.set_alpha(float(a))
     bars = bar_ticks(piece)
     for b in bars:
-        ax.axvline(b / q, color="0.55", lw=0.8, zorder=1)
+        ax.axvline(b / q, color="0.55" if len(bars) <= 64 else "0.75", lw=0.8 if len(bars) <= 64 else 0.5, zorder=1)
     every = max(1, math.ceil(len(bars) / 32))
     ax.set_xticks([b / q for b in bars[::every]], [str(i + 1) for i in range(0, len(bars), every)])
     ax.set_xlabel("bar" + (f" (every {every}th labelled)" if every > 1 else ""))
-    cs = [p for p in range(lo, hi + 1) if p % 12 == 0]
+    named = (0, 4, 7) if hi - lo <= 26 else (0,)  # C, E and G in a small range, else the Cs
+    cs = [p for p in range(lo, hi + 1) if p % 12 in named]
     step = max(1, math.ceil(len(cs) / 10))
-    ticks = sorted(set(cs[::step]) | {lo + 1, hi - 1}) if len(piece) else cs
+    ticks = cs[::step]
+    for edge in (lo + 1, hi - 1):  # the lowest and highest notes, where no C label is near
+        if len(piece) and all(abs(edge - t) >= 3 for t in ticks):
+            ticks = sorted({*ticks, edge})
     ax.set_yticks(ticks, [pitch_name(p) for p in ticks])
     ax.set_yticks(range(lo, hi + 1), minor=True)
     ax.tick_params(axis="y", which="minor", length=2)
@@ -225,6 +234,6 @@ def piano_roll(piece: Piece, path: Path | str, size: tuple[int, int] = ROLL_SIZE
     ax.set_ylim(lo - 0.5, hi + 0.5)
     ax.set_xlim(0, end / q)
     if programs:
-        ax.legend(loc="upper right", fontsize=9, title="instrument", title_fontsize=9, framealpha=0.85)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, title="instrument", title_fontsize=9)
     ax.set_title(title or piece.name or "piano roll")
     return _save(fig, Path(path))
