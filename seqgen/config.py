@@ -50,6 +50,7 @@ SIZES = ("tiny", "small", "base")
 OBJECTIVES = ("causal", "infill", "mixed")
 BATCHING = ("auto", "stream", "random")
 ATTN_SCORES = ("dot", "general", "concat")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -121,6 +122,11 @@ class TrainConfig:
     eval_tokens: int = option(16384, "Validation tokens read per evaluation during training.")
     seed: int = option(0, "Random seed (repeatable on the same machine).")
     device: str = option("auto", "auto (CUDA when present), cpu, cuda, cuda:N.", resume=True)
+    devices: int = option(1, "Processes to train in (torchrun + DDP): N GPUs with NCCL when CUDA is there, N CPU "
+                             "processes with gloo otherwise. --batch stays the global batch.", resume=True)
+    precision: str = option("auto", f"{_(PRECISIONS)}: auto = bf16 autocast on GPUs that support it, fp32 on "
+                                    "the CPU; fp16 uses a gradient scaler; weights stay fp32.", resume=True)
+    compile: bool = option(False, "Compile the model with torch.compile.", resume=True)
     threads: int | None = option(None, "CPU threads for torch (default: torch's choice).", resume=True)
     transpose: tuple[int, int] = option((0, 0), "Music: transposition augmentation range in semitones, "
                                                 "e.g. -5..6.", parse=lambda text: parse_range(text))
@@ -148,6 +154,8 @@ class TrainConfig:
             (0.0 < self.eval_every <= 1.0, f"eval-every must be in (0, 1], got {self.eval_every}"),
             (self.eval_tokens >= 1, f"eval-tokens must be at least 1, got {self.eval_tokens}"),
             (self.threads is None or self.threads >= 1, f"threads must be at least 1, got {self.threads}"),
+            (self.devices >= 1, f"devices must be at least 1, got {self.devices}"),
+            (self.precision in PRECISIONS, f"precision must be one of {_(PRECISIONS)}, got {self.precision!r}"),
             (self.transpose[0] <= 0 <= self.transpose[1], f"transpose range must include 0, got {self.transpose}"),
         ]
         for ok, message in checks:

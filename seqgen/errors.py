@@ -45,3 +45,7 @@ class MissingExtraError(SeqgenError):
 
 class RunLockedError(SeqgenError):
     """Another training holds the run folder."""
+
+
+class DistributedError(SeqgenError):
+    """A process of a multi-process training ended, or the processes cannot agree."""

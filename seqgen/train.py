@@ -8,6 +8,7 @@ windows per row with the state carried and detached: truncated BPTT.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -24,7 +25,8 @@ from seqgen.config import TrainConfig
 from seqgen.data.batches import StreamBatcher, random_windows
 from seqgen.data.cache import TokenData
 from seqgen.device import resolve_device, set_threads
-from seqgen.errors import ConfigError, CorpusError, FileWriteError
+from seqgen.distributed import Group, peers_gone, rows_of
+from seqgen.errors import ConfigError, CorpusError, DistributedError, FileWriteError
 from seqgen.fileio import write_json
 from seqgen.losses import stream_loss
 from seqgen.models import SeqModel, build_model, make_config
@@ -78,15 +80,21 @@ def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, data: TokenData, out: Path, resume: ckpt_io.Checkpoint | None = None,
-                 callback: Callback | None = None):
+                 callback: Callback | None = None, group: Group | None = None):
         if cfg.time is None and cfg.steps is None:
             raise ConfigError("give a time budget or a number of steps")
         cfg = cfg.resolved()
         self.cfg, self.data, self.out = cfg, data, Path(out)
-        self.cb = callback or _Silent()
-        self.device = resolve_device(cfg.device)
+        self.group = group
+        self.main = group is None or group.is_main
+        self.cb = (callback or _Silent()) if self.main else _Silent()
+        self.device = group.device if group is not None else resolve_device(cfg.device)
+        if group is not None:
+            group.rows(cfg.batch)  # a batch that does not divide among the processes is refused here
+            cfg = cfg.replace(devices=group.world)
+            self.cfg = cfg
         set_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.rng = np.random.default_rng(cfg.seed + (resume.step if resume else 0))
         self.train_tokens, self.val_tokens = data.split(cfg.val_fraction)
         need = cfg.window + 2
@@ -104,6 +112,15 @@ class Trainer:
         else:
             self.model = new_model(cfg, data.tokenizer).to(self.device)
             self.step, self.elapsed0, self.best = 0, 0.0, None
+        torch.manual_seed(cfg.seed + (group.rank if group is not None else 0))  # dropout differs per rank
+        self.net = self.model  # what the step runs: the model, wrapped in DDP and compiled when asked
+        if group is not None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        if cfg.compile:
+            self.net = torch.compile(self.net)
+        self.amp_dtype, self.scaler = self._precision(cfg.precision)
         self.saved_step: int | None = resume.step if resume is not None else None  # the last good checkpoint
         self.stop_signal: int | None = None
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "embed" not in n]
@@ -125,6 +142,25 @@ class Trainer:
         self.state = None
 
     # ---- pieces --------------------------------------------------------------------------
+    def _precision(self, name: str) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
+        """(autocast dtype or None for fp32, gradient scaler for fp16)."""
+        if name == "auto":
+            cuda = self.device.type == "cuda"
+            name = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+        if name == "fp32":
+            return None, None
+        if name == "bf16":
+            return torch.bfloat16, None
+        if self.device.type != "cuda":
+            raise ConfigError("--precision fp16 needs a GPU (the CPU's kernels have no fp16 LSTM); "
+                              "on the CPU use bf16 or fp32")
+        return torch.float16, torch.amp.GradScaler(self.device.type)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
     def progress(self, elapsed: float) -> float:
         parts = []
         if self.cfg.steps:
@@ -146,6 +182,9 @@ class Trainer:
         if cfg.transpose != (0, 0) and self.data.tokenizer.kind == "music":
             x = self.data.tokenizer.transpose_batch(x, self.rng, *cfg.transpose)
         x = apply_objective(x, self.n_fim, self.fim, self.rng)
+        # every rank draws the global batch from the shared seed and trains on its own rows
+        x = rows_of(x, self.group)
+        reset = rows_of(reset, self.group) if reset is not None else None
         return x, (torch.as_tensor(reset, device=self.device) if reset is not None else None)
 
     def evaluate(self) -> float:
@@ -188,12 +227,13 @@ class Trainer:
     # ---- the loop ------------------------------------------------------------------------
     def run(self) -> TrainResult:
         cfg, model = self.cfg, self.model
-        self.out.mkdir(parents=True, exist_ok=True)
-        write_json(self.out / CONFIG, {
-            "train": cfg.to_dict(), "model": model.config.to_dict(),
-            "tokenizer": self.data.tokenizer.to_dict(), "corpus": self.data.source,
-            "params": model.num_params(), "tokens": {"train": len(self.train_tokens), "val": len(self.val_tokens)},
-        })
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_json(self.out / CONFIG, {
+                "train": cfg.to_dict(), "model": model.config.to_dict(),
+                "tokenizer": self.data.tokenizer.to_dict(), "corpus": self.data.source, "params": model.num_params(),
+                "tokens": {"train": len(self.train_tokens), "val": len(self.val_tokens)},
+            })
         self.cb.on_start({"params": model.num_params(), "device": str(self.device), "step": self.step,
                           "train_tokens": len(self.train_tokens), "val_tokens": len(self.val_tokens),
                           "stream": self.stream, "config": cfg})
@@ -205,46 +245,74 @@ class Trainer:
         history: list[dict] = []
         interrupted = False
         try:
-            while self.progress(elapsed) < 1.0 and self.stop_signal is None:
-                lr = lr_at(cfg, self.step, self.progress(elapsed))
-                for g in self.opt.param_groups:
-                    g["lr"] = lr
-                x, reset = self.batch()
-                xt = torch.as_tensor(x, device=self.device)
-                state = self.state
-                if state is not None and reset is not None:
-                    state = model.reset_rows(state, reset)
-                logits, new_state = model(xt[:, :-1], state)  # (B, T, V)
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), xt[:, 1:].reshape(-1))
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                self.opt.step()
-                self.state = model.detach_state(new_state) if self.stream else None
+            while True:
+                progress, stop = self.progress(elapsed), self.stop_signal or 0
+                if self.group is not None:  # rank 0 decides; every rank stops at the same step
+                    progress, stop = self.group.decide(progress, stop)
+                    self.stop_signal = int(stop) or None
+                if progress >= 1.0 or stop:
+                    break
+                lv = self._step(lr_at(cfg, self.step, progress))
                 self.step += 1
-                tokens_seen += x.shape[0] * (x.shape[1] - 1)
-                lv = loss.item()
+                tokens_seen += cfg.batch * cfg.window
                 loss_ema = lv if loss_ema is None else 0.95 * loss_ema + 0.05 * lv
                 elapsed = self.elapsed0 + time.perf_counter() - t0
                 if not math.isfinite(lv):
                     raise ConfigError(f"training diverged at step {self.step} (loss {lv}); try a lower --lr")
                 wall = time.perf_counter() - t0
-                info = {"step": self.step, "loss": loss_ema, "lr": lr, "elapsed": elapsed,
+                info = {"step": self.step, "loss": loss_ema, "lr": self.opt.param_groups[0]["lr"], "elapsed": elapsed,
                         "progress": min(1.0, self.progress(elapsed)), "tokens_per_s": tokens_seen / max(wall, 1e-9),
                         "val_loss": val}
                 self.cb.on_step(info)
-                if self.progress(elapsed) >= next_eval or self.progress(elapsed) >= 1.0:
+                if self.main and (self.progress(elapsed) >= next_eval or self.progress(elapsed) >= 1.0):
                     next_eval += cfg.eval_every
                     val = self._eval_and_save(info, elapsed, history)
         except KeyboardInterrupt:
             interrupted = True
+        except RuntimeError as e:
+            if self.group is None or not peers_gone(e):
+                raise
+            if self.stop_signal is None:  # a peer died: save what the last complete step holds, then say so
+                if self.main:
+                    self.checkpoint(elapsed, LAST)
+                raise DistributedError(f"another process of this training ended at step {self.step + 1} "
+                                       f"({str(e).strip().splitlines()[0][:120]}); "
+                                       f"{'the checkpoint at step ' + str(self.step) + ' is saved' if self.main else ''}"
+                                       ) from None
         if self.stop_signal is not None:
             interrupted = True
-        if interrupted:
+        if interrupted and self.main:
             self.checkpoint(elapsed, LAST)
         wall = time.perf_counter() - t0
         return TrainResult(self.step, elapsed, loss_ema or float("nan"), val, self.best,
                            tokens_seen / max(wall, 1e-9), interrupted, self.out, history, self.stop_signal)
+
+    def _step(self, lr: float) -> float:
+        """One optimizer step on this rank's rows of the global batch; returns its loss."""
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        x, reset = self.batch()
+        xt = torch.as_tensor(x, device=self.device)
+        state = self.state
+        if state is not None and reset is not None:
+            state = self.model.reset_rows(state, reset)
+        with self._autocast():
+            logits, new_state = self.net(xt[:, :-1], state)  # (B, T, V)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), xt[:, 1:].reshape(-1))
+        self.opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.opt)
+        else:
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.step()
+        self.state = self.model.detach_state(new_state) if self.stream else None
+        return loss.item()
 
     def _eval_and_save(self, info: dict, elapsed: float, history: list) -> float:
         val = self.evaluate()

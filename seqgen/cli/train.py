@@ -89,6 +89,14 @@ def train(
         values["time"] = _FIELDS["time"].metadata["parse"](DEFAULT_TIME)
     if resume and out is None:
         raise ConfigError("--resume needs --out RUN, the run folder to continue")
+    from seqgen.distributed import in_launched_process
+
+    if in_launched_process():
+        _train_as_rank(corpus, out, encoding, resume, quiet, values)
+        return
+    if values["devices"] > 1:
+        _launch(corpus, out, encoding, resume, quiet, options, values)
+        return
     if out is not None:
         with run_lock(out):
             _train(corpus, out, encoding, resume, quiet, values)
@@ -107,7 +115,94 @@ def train(
         raise
 
 
-def _train(corpus: str, out: Path, encoding: str, resume: bool, quiet: bool, values: dict, data=None) -> None:
+def _launch(corpus: str, out: Optional[Path], encoding: str, resume: bool, quiet: bool, options: dict,
+            values: dict) -> None:
+    """--devices N: prepare the corpus once (the processes find it in the cache), choose the run
+    folder, then run this same command in N processes through torchrun."""
+    from seqgen.data.load import load_corpus
+    from seqgen.distributed import launch
+    from seqgen.errors import DistributedError
+    from seqgen.runs import new_run_dir
+
+    if values["batch"] is not None and values["batch"] % values["devices"]:
+        from seqgen.errors import ConfigError
+
+        raise ConfigError(f"--batch {values['batch']} does not divide among {values['devices']} processes; "
+                          f"give a global batch that is a multiple of {values['devices']}")
+    if not resume:
+        with corpus_feedback(quiet) as feedback:
+            data = load_corpus(corpus, encoding=encoding, **feedback)
+        if out is None:
+            out = new_run_dir(data.source or "run")
+    argv = ["train", corpus, "--out", str(out), "--encoding", encoding] + (["--resume"] if resume else [])
+    argv += (["--quiet"] if quiet else []) + _option_argv(options)
+    code = launch(argv, values["devices"])
+    if code in (129, 130, 143):  # stopped by a signal: rank 0 saved and said how to resume
+        raise typer.Exit(code)
+    if code:
+        raise DistributedError(f"the training in {values['devices']} processes failed (exit code {code}; its "
+                               f"first error is above); what was saved is in {out}: continue with --resume")
+
+
+def _option_argv(options: dict) -> list[str]:
+    """The config options the user gave, as command-line words again."""
+    words: list[str] = []
+    for name, f in _FIELDS.items():
+        value = options.get(name)
+        if value is None or (f.metadata.get("parse") is None and value == f.default):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + name.replace("_", "-"))
+        else:
+            words += [flag, str(value)]
+    return words
+
+
+def _train_as_rank(corpus: str, out: Optional[Path], encoding: str, resume: bool, quiet: bool, values: dict) -> None:
+    """One process of a torchrun launch: join the group; rank 0 prepares the corpus (the others
+    then find it in the cache) and holds the run folder's lock."""
+    from seqgen.distributed import Group
+    from seqgen.errors import ConfigError
+    from seqgen.runs import run_lock
+
+    if out is None:
+        raise ConfigError("a training in several processes needs --out (every process writes the same run)")
+    group = Group.join(values["device"])
+    try:
+        if group.is_main:
+            with run_lock(out):
+                with corpus_feedback(quiet) as feedback:
+                    from seqgen.data.load import load_corpus
+
+                    data = None if resume else load_corpus(corpus, encoding=encoding, **feedback)
+                group.barrier()
+                try:
+                    _train(corpus, out, encoding, resume, quiet, values, data, group)
+                finally:
+                    _meet_at_the_end(group)
+        else:
+            group.barrier()
+            try:
+                _train(corpus, out, encoding, resume, True, values, None, group)
+            finally:
+                _meet_at_the_end(group)
+    finally:
+        group.leave()
+
+
+def _meet_at_the_end(group) -> None:
+    """The ranks leave together (the others wait while rank 0 writes its last checkpoint), when
+    they ended together: a normal end or a stop request. After an error, nobody waits."""
+    import sys
+
+    error = sys.exc_info()[1]
+    if error is None or isinstance(error, typer.Exit):
+        group.barrier()
+
+
+def _train(corpus: str, out: Path, encoding: str, resume: bool, quiet: bool, values: dict, data=None,
+           group=None) -> None:
     """The training itself, with the run folder locked."""
     from seqgen.checkpoint import load
     from seqgen.data.load import load_corpus
@@ -126,16 +221,19 @@ def _train(corpus: str, out: Path, encoding: str, resume: bool, quiet: bool, val
                            steps=values["steps"])
         cfg = resumed.train.replace(**changes)
     else:
-        if (out / LAST).exists():
+        if (out / LAST).exists() and (group is None or group.is_main):
             raise ConfigError(f"{out} already holds a run; add --resume to continue it, or choose another --out")
         cfg = TrainConfig(**values)
     if data is None:
         with corpus_feedback(quiet) as feedback:
             data = load_corpus(corpus, encoding=encoding, tokenizer=resumed.tokenizer if resumed else None, **feedback)
     cb = ProgressCallback(quiet)
-    trainer = Trainer(cfg, data, out, resume=resumed, callback=cb)
+    trainer = Trainer(cfg, data, out, resume=resumed, callback=cb, group=group)
+    if group is not None and not group.is_main:
+        trainer.run()
+        return
     try:
-        with _stop_on_signals(trainer):
+        with _stop_on_signals(trainer, interrupt=group is not None):
             result = trainer.run()
     finally:
         cb.stop()
@@ -159,12 +257,13 @@ def _train(corpus: str, out: Path, encoding: str, resume: bool, quiet: bool, val
 
 
 @contextlib.contextmanager
-def _stop_on_signals(trainer):
+def _stop_on_signals(trainer, interrupt: bool = False):
     """SIGTERM (timeout, docker stop, SLURM, Kubernetes) and SIGHUP ask the trainer to stop after
-    its current step and save, as Ctrl-C does."""
+    its current step and save, as Ctrl-C does (which, in a multi-process training, does the same:
+    a KeyboardInterrupt inside a collective would leave the other processes waiting)."""
     import signal
 
-    wanted = [signal.SIGTERM, signal.SIGHUP]
+    wanted = [signal.SIGTERM, signal.SIGHUP] + ([signal.SIGINT] if interrupt else [])
     previous = {}
     try:
         for signum in wanted:

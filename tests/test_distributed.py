@@ -1,0 +1,146 @@
+"""Training in two processes on the CPU (torchrun, gloo), through the CLI as a user would run it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqgen import checkpoint as ckpt_io
+
+pytestmark = pytest.mark.slow
+COMMON = ["--window", "32", "--batch", "8", "--objective", "mixed", "--threads", "1", "--quiet", "--eval-every", "0.5"]
+
+
+def seqgen(*args, wait: bool = True, **kw):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "seqgen", *map(str, args)]
+    if wait:
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
+
+
+def weights(run: Path) -> dict:
+    return torch.load(run / "last.pt", weights_only=True)["weights"]
+
+
+@pytest.mark.parametrize("model", [["--model", "lstm", "--dim", "32", "--emb-dim", "16"],
+                                   ["--model", "transformer", "--size", "tiny"]], ids=["lstm", "transformer"])
+def test_two_processes_train_the_same_weights_as_one(text_corpus, tmp_path, model):
+    one = seqgen("train", text_corpus, "--steps", 6, "--out", tmp_path / "one", *COMMON, *model)
+    assert one.returncode == 0, one.stderr
+    two = seqgen("train", text_corpus, "--steps", 6, "--devices", 2, "--out", tmp_path / "two", *COMMON, *model)
+    assert two.returncode == 0, two.stderr
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert a.keys() == b.keys() and not any(k.startswith(("module.", "_orig_mod.")) for k in b)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=2e-5, rtol=1e-4), (k, (a[k] - b[k]).abs().max())
+    # and the weights did move: the comparison is not between two untrained models
+    assert ckpt_io.load(tmp_path / "two" / "last.pt").step == 6
+    first = ckpt_io.load(tmp_path / "one" / "best.pt")
+    assert first.step > 0
+
+
+def test_a_two_process_run_resumes_in_one_and_counts_on(text_corpus, tmp_path):
+    run = tmp_path / "run"
+    two = seqgen("train", text_corpus, "--steps", 4, "--devices", 2, "--out", run, "--size", "tiny", *COMMON)
+    assert two.returncode == 0, two.stderr
+    one = seqgen("train", text_corpus, "--out", run, "--resume", "--steps", 7, "--quiet")
+    assert one.returncode == 0, one.stderr
+    saved = ckpt_io.load(run / "last.pt")
+    assert saved.step == 7 and saved.train.devices == 1
+
+
+def test_a_batch_that_does_not_divide_is_refused(text_corpus, tmp_path):
+    r = seqgen("train", text_corpus, "--steps", 2, "--devices", 3, "--batch", 8, "--out", tmp_path / "r")
+    assert r.returncode == 1 and "does not divide among 3 processes" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    out = [int(c) for c in children]
+    for c in list(out):
+        out += _descendants(c)
+    return out
+
+
+def _rank_pids(parent: int) -> dict[int, int]:
+    ranks = {}
+    for pid in _descendants(parent):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for item in env:
+            if item.startswith(b"RANK="):
+                ranks[int(item[5:])] = pid
+    return ranks
+
+
+def _start_long_run(text_corpus: Path, run: Path) -> subprocess.Popen:
+    proc = seqgen("train", text_corpus, "--time", "5m", "--devices", 2, "--out", run, "--size", "tiny",
+                  "--window", "32", "--batch", "8", "--threads", "1", "--quiet", "--eval-every", "0.0005",
+                  wait=False, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (run / "last.pt").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the training did not start"
+        time.sleep(0.2)
+    return proc
+
+
+def test_ctrl_c_to_the_launcher_leaves_one_usable_checkpoint(text_corpus, tmp_path):
+    run = tmp_path / "run"
+    proc = _start_long_run(text_corpus, run)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: every process of the group gets it
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode != 0
+    assert "--resume" in stderr, stderr
+    saved = ckpt_io.load(run / "last.pt")
+    assert saved.step > 0
+    assert not list(run.glob(".*.tmp*"))
+    assert not _rank_pids(proc.pid)
+
+
+def test_a_crashing_rank_ends_the_job_within_seconds(text_corpus, tmp_path):
+    run = tmp_path / "run"
+    proc = _start_long_run(text_corpus, run)
+    ranks = _rank_pids(proc.pid)
+    assert set(ranks) == {0, 1}, ranks
+    os.kill(ranks[1], signal.SIGKILL)
+    t0 = time.monotonic()
+    _, stderr = proc.communicate(timeout=60)
+    took = time.monotonic() - t0
+    assert proc.returncode != 0 and took < 30, (took, stderr[-2000:])
+    assert "error:" in stderr and "Traceback" not in stderr, stderr[-3000:]
+    ckpt_io.load(run / "last.pt")  # what was saved still loads
+
+
+@pytest.mark.parametrize("opts", [["--precision", "bf16"], ["--compile"]], ids=["bf16", "compile"])
+def test_precision_and_compile_train_a_tiny_model_on_the_cpu(text_corpus, tmp_path, opts):
+    run = tmp_path / "run"
+    r = seqgen("train", text_corpus, "--steps", 3, "--out", run, "--size", "tiny", "--window", "16", "--batch", "2",
+               "--threads", "1", "--quiet", *opts)
+    assert r.returncode == 0, r.stderr
+    saved = ckpt_io.load(run / "last.pt")
+    assert saved.step == 3 and all(v.dtype == torch.float32 for v in saved.model.state_dict().values())
+    assert not any(k.startswith("_orig_mod.") for k in weights(run))  # the plain module's weights
+    cfg = saved.train
+    assert (cfg.precision, cfg.compile) == ("bf16" if "bf16" in opts else "auto", "--compile" in opts)
+
+
+def test_fp16_on_the_cpu_is_refused_in_one_line(text_corpus, tmp_path):
+    r = seqgen("train", text_corpus, "--steps", 3, "--out", tmp_path / "r", "--size", "tiny", "--precision", "fp16",
+               "--device", "cpu", "--quiet")
+    assert r.returncode == 1 and "fp16 needs a GPU" in r.stderr and "Traceback" not in r.stderr
