@@ -122,3 +122,21 @@ def test_a_truncated_checkpoint_is_reported_as_such(text_corpus, tmp_path):
     (run / "last.pt").write_bytes(data[: len(data) // 2])
     result = runner.invoke(app, ["sample", str(run)])
     assert result.exit_code == 1 and "corrupt or truncated" in result.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncate", "header"])
+def test_a_damaged_token_cache_is_rebuilt_with_a_note(text_corpus, tmp_path, monkeypatch, damage):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SEQGEN_CACHE", str(cache))
+    args = ["train", str(text_corpus), "--steps", "2", "-q", *TINY]
+    first = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    (binary,) = (cache / "tokens").glob("*.bin")
+    data = binary.read_bytes()
+    binary.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"garbage!" + data[8:])
+    second = runner.invoke(app, [*args, "--out", str(tmp_path / "b")])
+    assert second.exit_code == 0, second.output
+    assert "token cache" in second.stderr and "damaged" in second.stderr and "rebuilding" in second.stderr
+    assert binary.read_bytes() == data  # rebuilt to the same content
+    third = runner.invoke(app, [*args, "--out", str(tmp_path / "c")])
+    assert third.exit_code == 0 and "rebuilding" not in third.stderr

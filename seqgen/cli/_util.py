@@ -31,14 +31,31 @@ def debugging(ctx: typer.Context | None) -> bool:
     return bool(os.environ.get(DEBUG_ENV)) or bool(ctx is not None and ctx.meta.get("seqgen.debug"))
 
 
+def _notes(show):
+    """``warnings.showwarning`` that shows the library's notes for the user (``CacheRebuilt``: a
+    damaged token cache being rebuilt) as one yellow line, and leaves other warnings to ``show``."""
+
+    def showwarning(message, category, filename, lineno, file=None, line=None) -> None:
+        if category.__name__ == "CacheRebuilt":
+            err.print(f"[yellow]note:[/] {escape(str(message))}", soft_wrap=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
+
+
 class SeqgenGroup(TyperGroup):
     """The root command group; its ``invoke`` is the error boundary of every command."""
 
     def invoke(self, ctx: typer.Context):
+        import warnings
+
         from seqgen.errors import SeqgenError
 
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _notes(warnings.showwarning)
+                return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise  # exits and usage errors (exit code 2) are typer's
         except SeqgenError as e:

@@ -1,10 +1,14 @@
-"""Token streams on disk: ``<key>.bin`` (ids as a memmap) and ``<key>.json`` (its description),
-keyed by the corpus content, so a second run with the same content starts at once."""
+"""Token streams on disk: ``<key>.bin`` (a 16-byte header, then the ids as a memmap) and
+``<key>.json`` (its description), keyed by the corpus content, so a second run with the same
+content starts at once. An entry whose size or header does not match its description (a crash
+while it was written, a disk error) is rebuilt, with a ``CacheRebuilt`` warning saying so."""
 
 from __future__ import annotations
 
 import json
 import os
+import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -15,7 +19,13 @@ from seqgen.errors import CorpusError
 from seqgen.fileio import atomic_path, write_json
 from seqgen.tokenizers import Tokenizer, tokenizer_from_dict
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+MAGIC = b"SQGNTOK2"
+HEADER = struct.Struct("<8sQ")  # magic, number of tokens
+
+
+class CacheRebuilt(UserWarning):
+    """A damaged token cache entry was found and is being rebuilt (the CLI shows it as a note)."""
 
 
 def cache_root() -> Path:
@@ -53,11 +63,14 @@ def write_cache(key: str, chunks: Iterator[np.ndarray], tokenizer: Tokenizer, na
     n = 0
     with atomic_path(folder / f"{key}.bin") as tmp:
         with open(tmp, "wb") as fh:
+            fh.write(HEADER.pack(MAGIC, 0))
             for ids in chunks:
                 fh.write(np.asarray(ids, dtype=dtype).tobytes())
                 n += len(ids)
-        if n == 0:
-            raise CorpusError(f"corpus {name!r} is empty")
+            if n == 0:
+                raise CorpusError(f"corpus {name!r} is empty")
+            fh.seek(0)
+            fh.write(HEADER.pack(MAGIC, n))
     # ``meta`` is read only now, after the last chunk: music corpora fill it while they are read.
     write_json(folder / f"{key}.json", {"format": CACHE_FORMAT, "tokens": n, "dtype": np.dtype(dtype).name,
                                         "tokenizer": tokenizer.to_dict(), "source": name, "meta": meta})
@@ -75,8 +88,15 @@ def open_cached(key: str) -> TokenData | None:
     try:
         info = json.loads(jpath.read_text())
         if info.get("format") != CACHE_FORMAT:
-            return None
-        tokens = np.memmap(bpath, dtype=info["dtype"], mode="r", shape=(info["tokens"],))
-    except (ValueError, KeyError, OSError):
+            return None  # an older format: rebuilt quietly
+        n, dtype = int(info["tokens"]), np.dtype(info["dtype"])
+        with open(bpath, "rb") as fh:
+            magic, count = HEADER.unpack(fh.read(HEADER.size))
+        size = bpath.stat().st_size
+        if magic != MAGIC or count != n or size != HEADER.size + n * dtype.itemsize:
+            raise ValueError(f"{size:,} bytes with header {magic!r}/{count:,} where {n:,} tokens were written")
+        tokens = np.memmap(bpath, dtype=dtype, mode="r", offset=HEADER.size, shape=(n,))
+    except (ValueError, KeyError, OSError, struct.error, TypeError) as e:
+        warnings.warn(f"the token cache {bpath} is damaged ({e}); rebuilding it", CacheRebuilt, stacklevel=2)
         return None
     return TokenData(tokens, tokenizer_from_dict(info["tokenizer"]), info.get("source", ""), info.get("meta", {}))
