@@ -170,21 +170,16 @@ def _train_as_rank(corpus: str, out: Optional[Path], encoding: str, resume: bool
         raise ConfigError("a training in several processes needs --out (every process writes the same run)")
     group = Group.join(values["device"])
     try:
-        if group.is_main:
-            with run_lock(out):
-                with corpus_feedback(quiet) as feedback:
-                    from seqgen.data.load import load_corpus
+        with run_lock(out) if group.is_main else contextlib.nullcontext():
+            data = None
+            if group.is_main and not resume:
+                from seqgen.data.load import load_corpus
 
-                    data = None if resume else load_corpus(corpus, encoding=encoding, **feedback)
-                group.barrier()
-                try:
-                    _train(corpus, out, encoding, resume, quiet, values, data, group)
-                finally:
-                    _meet_at_the_end(group)
-        else:
+                with corpus_feedback(quiet) as feedback:
+                    data = load_corpus(corpus, encoding=encoding, **feedback)
             group.barrier()
             try:
-                _train(corpus, out, encoding, resume, True, values, None, group)
+                _train(corpus, out, encoding, resume, quiet or not group.is_main, values, data, group)
             finally:
                 _meet_at_the_end(group)
     finally:
