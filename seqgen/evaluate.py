@@ -15,9 +15,12 @@ from seqgen.device import TRAIN_DEVICE
 from seqgen.engines.base import Generator
 from seqgen.engines.torch_engine import TorchEngine
 from seqgen.errors import CorpusError
-from seqgen.losses import bits, infill_loss, stream_loss, windowed_loss
+from seqgen.losses import bits, infill_loss, segment_losses, stream_loss, token_losses, windowed_loss
 from seqgen.music.stats import compare, piece_stats, summarize
 from seqgen.objectives import FimIds
+
+RESET = 2048  # tokens between state resets in val_loss_reset
+SEGMENT = 2000  # tokens per value of val_loss_by_segment
 
 
 def evaluate_run(run: Path | None, which: str = "best", corpus: str | None = None, device: str = TRAIN_DEVICE,
@@ -35,11 +38,15 @@ def evaluate_run(run: Path | None, which: str = "best", corpus: str | None = Non
     _, val = data.split(ckpt.train.val_fraction)
     model = ckpt.model
     window = ckpt.train.window
-    loss = stream_loss(model, val, chunk=window, device=dev)
+    carried = token_losses(model, val, chunk=window, device=dev)
+    loss = float(carried.mean())
     result = {
         "val_loss": loss,
         "val_bits_per_token": bits(loss),
         "val_loss_windowed": windowed_loss(model, val, window=64, device=dev),
+        # the same text with the state reset every RESET tokens: a carried state that drifts is worse
+        "val_loss_reset": stream_loss(model, val, chunk=window, device=dev, streams=max(1, (len(val) - 1) // RESET)),
+        "val_loss_by_segment": [round(x, 4) for x in segment_losses(carried, SEGMENT)],
         "tokens": int(len(val)),
         "step": ckpt.step,
         "model": model.config.to_dict()["type"],

@@ -22,14 +22,28 @@ from seqgen.models import SeqModel
 from seqgen.objectives import SENTINELS, FimIds, psm, split_points
 
 
-@torch.no_grad()
 def stream_loss(model: SeqModel, tokens: np.ndarray, chunk: int = 256, device="cpu",
                 max_tokens: int | None = None, streams: int = 1) -> float:
     """Mean next-token loss over ``tokens`` read in order with the state carried.
 
     ``streams > 1`` cuts the text into that many consecutive pieces read side by side as one
-    batch (each from empty context): a quicker estimate for evaluation during training.
+    batch (each from empty context): a quicker estimate for evaluation during training, and,
+    with pieces of a fixed length, the loss with the state reset that often.
     """
+    return float(token_losses(model, tokens, chunk, device, max_tokens, streams).mean())
+
+
+def segment_losses(losses: np.ndarray, segment: int = 2000) -> list[float]:
+    """Mean loss per consecutive ``segment`` tokens of a carried reading (a drifting state shows
+    as losses that rise along the text)."""
+    n = len(losses) // segment
+    return [float(x) for x in losses[: n * segment].reshape(n, segment).mean(axis=1)] if n else []
+
+
+@torch.no_grad()
+def token_losses(model: SeqModel, tokens: np.ndarray, chunk: int = 256, device="cpu",
+                 max_tokens: int | None = None, streams: int = 1) -> np.ndarray:
+    """The loss of every predicted token (streams one after the other), as ``stream_loss`` reads them."""
     was = model.training
     model.eval()
     n = len(tokens) if max_tokens is None else min(len(tokens), max_tokens + 1)
@@ -40,16 +54,16 @@ def stream_loss(model: SeqModel, tokens: np.ndarray, chunk: int = 256, device="c
     piece = (n - 1) // streams
     rows = np.asarray(tokens[: streams * piece + 1], dtype=np.int64)
     starts = np.arange(streams) * piece
-    state, total, count = None, 0.0, 0
+    state, parts = None, []
     for i in range(0, piece, chunk):
         j = min(i + chunk, piece)
         idx = starts[:, None] + np.arange(i, j + 1)[None, :]
         xy = torch.as_tensor(rows[idx], device=device)  # (S, j - i + 1)
         logits, state = model(xy[:, :-1], state)
-        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), xy[:, 1:].reshape(-1), reduction="sum").item()
-        count += streams * (j - i)
+        loss = F.cross_entropy(logits.float().transpose(1, 2), xy[:, 1:], reduction="none")  # (S, j - i)
+        parts.append(loss.cpu().numpy())
     model.train(was)
-    return total / count
+    return np.concatenate(parts, axis=1).reshape(-1)
 
 
 @torch.no_grad()

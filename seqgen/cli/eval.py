@@ -28,8 +28,10 @@ def evaluate(
     from earlier validation text only. [bold]val_loss_windowed[/]: nanoGPT's method,
     consecutive 64-token windows each read from empty context. [bold]infill_loss[/]: nats per
     token on the middle span of 512 seeded fill-in-the-middle examples (runs trained with infill).
-    Bits per token are nats / ln 2. When val_loss is above the windowed loss (more context
-    makes the model worse: a recurrent model's carried state drifts), a note on stderr says so.
+    [bold]val_loss_reset[/]: the same text with the state reset every 2,048 tokens;
+    [bold]val_loss_by_segment[/]: the carried reading's loss per 2,000 tokens (flat when the state
+    does not drift). Bits per token are nats / ln 2. When val_loss is above the windowed loss (more
+    context makes the model worse: a recurrent model's carried state drifts), a note on stderr says so.
     """
     from seqgen.errors import ConfigError
     from seqgen.evaluate import evaluate_run
@@ -46,6 +48,8 @@ def evaluate(
         out.print(json.dumps(result), markup=False, highlight=False)
         return
     for key, value in _flat(result):
+        if isinstance(value, list) and value:
+            value = f"{len(value)} values, first {value[0]:.4f}, last {value[-1]:.4f}, highest {max(value):.4f}"
         out.print(f"{key:>32}  {value:.4f}" if isinstance(value, float) else f"{key:>32}  {value}", markup=False)
 
 

@@ -1,0 +1,116 @@
+"""The corpus matrix that judges seqgen's defaults, in one table.
+
+    python bench/defaults_matrix.py                       # every row, the budgets below (about 25 minutes)
+    python bench/defaults_matrix.py --rows bach,folk      # some rows
+    python bench/defaults_matrix.py --scale 0.1 -- --seed 1   # shorter budgets; extra `seqgen train` options
+
+Rows (default settings, one run at a time): tinyshakespeare 2 and 5 minutes, its first 200 KB
+5 minutes, bach-chorales 5 minutes, folk-abc 5 minutes, and a folder of the MIDI files in
+../shared/music 2 minutes. Each is `seqgen train CORPUS --time T`, then `seqgen eval RUN --json`
+(the best checkpoint, whole validation split). Columns:
+- val_loss: nats per token, state carried over the whole split; windowed: 64-token windows;
+- carried-reset: val_loss minus the loss with the state reset every 2,048 tokens (above 0: drift);
+- seg drift: the last 5 segments' mean loss minus the first 5 (2,000-token segments, carried);
+- best at: the step of the best checkpoint as a share of the run's steps;
+- train-val: the training loss (moving average) minus the validation loss at the last evaluation
+  (well below 0: overfitting).
+Run it with nothing else busy: timings on two cores are fragile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared"
+SHAKESPEARE = SHARED / "corpora" / "tinyshakespeare.txt"
+MUSIC = SHARED / "music"
+ROWS = [("shakespeare-2m", "shakespeare", 120), ("shakespeare-5m", "shakespeare", 300),
+        ("shakespeare-200k", "shakespeare-200k", 300), ("bach", "bach-chorales", 300),
+        ("folk", "folk-abc", 300), ("midi-folder", "midi-folder", 120)]
+
+
+def seqgen(*args: str) -> str:
+    cmd = [sys.executable, "-m", "seqgen", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.strip()[-2000:]}")
+    return proc.stdout
+
+
+def corpus(kind: str, tmp: Path) -> str:
+    if kind == "shakespeare":
+        return str(SHAKESPEARE)
+    if kind == "shakespeare-200k":
+        path = tmp / "shakespeare-200k.txt"
+        path.write_bytes(SHAKESPEARE.read_bytes()[: 200 * 1024])
+        return str(path)
+    if kind == "midi-folder":
+        folder = tmp / "shared-midi"
+        folder.mkdir(exist_ok=True)
+        for f in MUSIC.glob("*.mid"):
+            shutil.copy(f, folder / f.name)
+        return str(folder)
+    return kind  # a built-in corpus
+
+
+def run_row(name: str, spec: str, seconds: float, extra: list[str], tmp: Path) -> dict:
+    out = tmp / name
+    seqgen("train", spec, "--time", f"{seconds:g}s", "--out", str(out), "--quiet", *extra)
+    ev = json.loads(seqgen("eval", str(out), "--json"))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    best = [r for r in records if r.get("best")][-1]
+    last = records[-1]
+    seg = ev.get("val_loss_by_segment") or []
+    config = json.loads((out / "config.json").read_text())
+    return {
+        "row": name, "val_loss": ev["val_loss"], "windowed": ev["val_loss_windowed"],
+        "carried_minus_reset": ev["val_loss"] - ev["val_loss_reset"],
+        "segment_drift": (sum(seg[-5:]) / 5 - sum(seg[:5]) / 5) if len(seg) >= 10 else None,
+        "segments": len(seg), "best_at": best["step"] / last["step"], "best_step": best["step"],
+        "steps": last["step"], "train_minus_val": last["loss"] - last["val_loss"],
+        "tokens_per_s": last["tokens_per_s"], "split": ev.get("split"), "choices": config.get("choices"),
+        "train": {k: config["train"][k] for k in ("size", "dim", "batch", "lr", "dropout", "weight_decay",
+                                                  "transpose") if k in config["train"]},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", default="", help="comma-separated row names or prefixes (default: all)")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every budget (e.g. 0.1 for a smoke run)")
+    ap.add_argument("--json", action="store_true", help="print the rows as JSON")
+    ap.add_argument("extra", nargs="*", help="more `seqgen train` options, after --")
+    a = ap.parse_args()
+    wanted = [w for w in a.rows.split(",") if w]
+    rows = [r for r in ROWS if not wanted or any(r[0].startswith(w) for w in wanted)]
+    if any(kind.startswith("shakespeare") for _, kind, _ in rows) and not SHAKESPEARE.exists():
+        raise SystemExit(f"{SHAKESPEARE} not found")
+    results = []
+    if not a.json:
+        print(f"{'row':<17} {'val_loss':>8} {'windowed':>8} {'carr-reset':>10} {'seg drift':>9} {'best at':>8} "
+              f"{'train-val':>9} {'steps':>6}  settings", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, kind, seconds in rows:
+            r = run_row(name, corpus(kind, Path(tmp)), seconds * a.scale, a.extra, Path(tmp))
+            results.append(r)
+            if not a.json:
+                drift = f"{r['segment_drift']:+.3f}" if r["segment_drift"] is not None else "-"
+                t = r["train"]
+                print(f"{name:<17} {r['val_loss']:8.4f} {r['windowed']:8.4f} {r['carried_minus_reset']:+10.4f} "
+                      f"{drift:>9} {r['best_at']:8.2f} {r['train_minus_val']:+9.3f} {r['steps']:6d}  "
+                      f"dim {t.get('dim') or t.get('size')} batch {t.get('batch')} lr {t.get('lr')} "
+                      f"dropout {t.get('dropout')} wd {t.get('weight_decay')} transpose {t.get('transpose')}",
+                      flush=True)
+    if a.json:
+        print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
