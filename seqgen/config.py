@@ -51,6 +51,7 @@ OBJECTIVES = ("causal", "infill", "mixed")
 BATCHING = ("auto", "stream", "random")
 ATTN_SCORES = ("dot", "general", "concat")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SPLITS = ("auto", "tail", "documents")
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -111,13 +112,19 @@ class TrainConfig:
     lr: float | None = option(None, "Peak learning rate (default: per model).")
     min_lr_ratio: float = option(0.05, "The learning rate decays (cosine) to this share of the peak.")
     warmup: int = option(100, "Steps of linear learning-rate warmup.")
-    weight_decay: float = option(0.01, "AdamW weight decay (matrices only).")
+    weight_decay: float | None = option(None, "AdamW weight decay, matrices only (default: chosen from the corpus "
+                                               "and the budget).")
     grad_clip: float = option(1.0, "Clip the gradient norm to this value.")
-    dropout: float = option(0.0, "Dropout probability.")
+    dropout: float | None = option(None, "Dropout probability (default: chosen from the corpus and the budget).")
     time: float | None = option(None, "Wall-clock budget, e.g. 90s, 3m, 1h (default 5m unless --steps).",
                                 parse=lambda text: parse_duration(text), resume=True)
     steps: int | None = option(None, "Train for this many optimizer steps (total, when resuming).", resume=True)
-    val_fraction: float = option(0.1, "Last share of the token stream held out for validation.")
+    val_fraction: float = option(0.1, "Share of the corpus held out for validation.")
+    split: str = option("auto", f"{_(SPLITS)}: what is held out. tail = the end of the token stream; documents = "
+                                "whole documents (files, tunes, pieces) drawn with a fixed seed from across the "
+                                "corpus; auto = documents for a corpus made of them, tail for one text file.")
+    patience: int | None = option(None, "Stop early after this many evaluations without a better validation loss.",
+                                  resume=True)
     eval_every: float = option(0.1, "Share of the budget between evaluations.")
     eval_tokens: int = option(16384, "Validation tokens read per evaluation during training.")
     seed: int = option(0, "Random seed (repeatable on the same machine).")
@@ -128,12 +135,15 @@ class TrainConfig:
                                     "the CPU; fp16 uses a gradient scaler; weights stay fp32.", resume=True)
     compile: bool = option(False, "Compile the model with torch.compile.", resume=True)
     threads: int | None = option(None, "CPU threads for torch (default: torch's choice).", resume=True)
-    transpose: tuple[int, int] = option((0, 0), "Music: transposition augmentation range in semitones, "
-                                                "e.g. -5..6.", parse=lambda text: parse_range(text))
+    transpose: tuple[int, int] | None = option(None, "Music: transposition augmentation range in semitones, "
+                                                     "e.g. -5..6 (default for music: -5..6 within the pitch range "
+                                                     "the corpus uses; 0..0 turns it off).",
+                                               parse=lambda text: parse_range(text))
 
     def __post_init__(self) -> None:
         if isinstance(self.transpose, list):
             self.transpose = tuple(self.transpose)
+        t = self.transpose
         checks = [
             (self.attn_score in ATTN_SCORES, f"attn-score must be one of {_(ATTN_SCORES)}, got {self.attn_score!r}"),
             (self.model in MODEL_TYPES, f"model must be one of {', '.join(MODEL_TYPES)}, got {self.model!r}"),
@@ -147,7 +157,10 @@ class TrainConfig:
             (0.0 <= self.min_lr_ratio <= 1.0, f"min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}"),
             (self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}"),
             (self.grad_clip > 0, f"grad-clip must be positive, got {self.grad_clip}"),
-            (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
+            (self.dropout is None or 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
+            (self.weight_decay is None or self.weight_decay >= 0, f"weight-decay must be >= 0, got {self.weight_decay}"),
+            (self.split in SPLITS, f"split must be one of {_(SPLITS)}, got {self.split!r}"),
+            (self.patience is None or self.patience >= 1, f"patience must be at least 1, got {self.patience}"),
             (self.time is None or self.time > 0, f"time must be positive, got {self.time}"),
             (self.steps is None or self.steps >= 1, f"steps must be at least 1, got {self.steps}"),
             (0.0 < self.val_fraction < 0.5, f"val-fraction must be in (0, 0.5), got {self.val_fraction}"),
@@ -156,7 +169,7 @@ class TrainConfig:
             (self.threads is None or self.threads >= 1, f"threads must be at least 1, got {self.threads}"),
             (self.devices >= 1, f"devices must be at least 1, got {self.devices}"),
             (self.precision in PRECISIONS, f"precision must be one of {_(PRECISIONS)}, got {self.precision!r}"),
-            (self.transpose[0] <= 0 <= self.transpose[1], f"transpose range must include 0, got {self.transpose}"),
+            (t is None or t[0] <= 0 <= t[1], f"transpose range must include 0, got {t}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -166,19 +179,80 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["transpose"] = list(self.transpose)
+        d["transpose"] = list(self.transpose) if self.transpose is not None else None
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        values = {k: v for k, v in d.items() if k in names}
+        values.setdefault("split", "tail")  # runs from before the split option held out the tail
+        return cls(**values)
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
     def resolved(self) -> "TrainConfig":
-        """The choices left to seqgen (size, batch, learning rate) filled in for the model."""
+        """The model's own choices filled in (size, batch, learning rate), without the corpus:
+        what ``choose_settings`` starts from."""
         spec = MODELS[self.model]
         return self.replace(size=self.size or spec.auto_size, batch=self.batch or spec.auto_batch,
                             lr=self.lr or spec.auto_lr)
+
+
+# ---- settings chosen from the corpus and the budget ------------------------------------------------
+# Training tokens a model of each type reads per second at its automatic size on two CPU cores
+# (measured: bench/lstm_step_speed.py, bench/train_budget.py); a GPU is counted as 20 of those.
+# Only an estimate of how many times the budget will read the corpus: the rules below change
+# at factors of four, so being off by half moves a choice by at most one step.
+NOMINAL_TOKENS_PER_S = {"rnn": 40_000, "gru": 15_000, "lstm": 25_000, "lstm-attn": 7_000, "transformer": 5_000}
+GPU_FACTOR = 20
+# (epochs up to, dropout, weight decay, why): more passes over the same text need more regularization.
+REGULARIZATION = [
+    (4.0, 0.0, 0.01, "the budget reads the corpus at most about 4 times: no dropout needed"),
+    (16.0, 0.1, 0.05, "the budget reads the corpus 4-16 times: light dropout and weight decay"),
+    (64.0, 0.25, 0.1, "the budget reads the corpus 16-64 times: dropout and weight decay against overfitting"),
+    (float("inf"), 0.4, 0.1, "the budget reads the corpus more than 64 times: strong dropout, a narrower model"),
+]
+SMALL_CORPUS_TOKENS = 100_000  # below this, with many epochs, recurrent models narrow to 128 units
+MUSIC_TRANSPOSE = (-5, 6)  # every key once, within the pitch range the corpus uses
+AUGMENTED = 4.0  # transposition counts as this many times the data when counting epochs
+
+
+def choose_settings(cfg: "TrainConfig", train_tokens: int, kind: str, device_type: str = "cpu",
+                    processes: int = 1) -> tuple["TrainConfig", dict[str, str]]:
+    """Fill in what the user left to seqgen from the corpus and the budget; return the resolved
+    config and, per setting chosen, why. Rules depend on what the corpus is (its size in tokens,
+    text or music) and on the budget, never on its name."""
+    cfg = cfg.resolved()
+    why: dict[str, str] = {}
+    transpose = cfg.transpose
+    if transpose is None:
+        transpose = MUSIC_TRANSPOSE if kind == "music" else (0, 0)
+        if kind == "music":
+            why["transpose"] = (f"music: transposition by {transpose[0]}..{transpose[1]} semitones within the "
+                                "corpus's pitch range")
+    per_s = NOMINAL_TOKENS_PER_S[cfg.model] * (GPU_FACTOR * processes if device_type == "cuda" else 1)
+    if cfg.steps is not None:
+        budget = cfg.steps * cfg.batch * cfg.window
+    else:
+        budget = (cfg.time or 0) * per_s
+    effective = train_tokens * (AUGMENTED if transpose != (0, 0) else 1.0)
+    epochs = budget / max(1, effective)
+    for limit, dropout, decay, reason in REGULARIZATION:
+        if epochs <= limit:
+            break
+    changes: dict = {"transpose": transpose}
+    if cfg.dropout is None:
+        changes["dropout"] = dropout
+        why["dropout"] = f"{dropout}: {reason} ({epochs:.1f} epochs of {train_tokens:,} training tokens)"
+    if cfg.weight_decay is None:
+        changes["weight_decay"] = decay
+        why["weight_decay"] = f"{decay}: {reason}"
+    narrow = (epochs > REGULARIZATION[-2][0] and train_tokens < SMALL_CORPUS_TOKENS and cfg.model in ("rnn", "gru", "lstm")
+              and cfg.dim is None and cfg.size == MODELS[cfg.model].auto_size)
+    if narrow:
+        changes["dim"] = 128
+        why["dim"] = (f"128: a small corpus ({train_tokens:,} tokens) read {epochs:.0f} times overfits the "
+                      f"{MODELS[cfg.model].presets[cfg.size]['dim']}-unit default")
+    return cfg.replace(**changes), why

@@ -11,6 +11,7 @@ from seqgen.checkpoint import open_checkpoint
 from seqgen.compose import sample_bars
 from seqgen.data.load import Progress, load_corpus
 from seqgen.data.music import Report, held_out_pieces
+from seqgen.data.split import split
 from seqgen.device import TRAIN_DEVICE
 from seqgen.engines.base import Generator
 from seqgen.engines.torch_engine import TorchEngine
@@ -35,7 +36,8 @@ def evaluate_run(run: Path | None, which: str = "best", corpus: str | None = Non
         raise CorpusError(f"{path} does not name its corpus; pass --corpus")
     data = load_corpus(spec, encoding=ckpt.extra.get("encoding", "utf-8"), tokenizer=ckpt.tokenizer,
                        progress=progress, report=report)
-    _, val = data.split(ckpt.train.val_fraction)
+    parts = split(data, ckpt.train.val_fraction, ckpt.train.split)
+    val = parts.val
     model = ckpt.model
     window = ckpt.train.window
     carried = token_losses(model, val, chunk=window, device=dev)
@@ -53,21 +55,21 @@ def evaluate_run(run: Path | None, which: str = "best", corpus: str | None = Non
         "params": model.num_params(),
         "objective": ckpt.train.objective,
         "checkpoint": str(path),
+        "split": parts.mode,
+        "held_out_documents": len(parts.held_out),
     }
     if ckpt.train.objective != "causal" and len(val) > window:
         result["infill_loss"] = infill_loss(model, val, FimIds.of(ckpt.tokenizer), window=window,
                                             examples=infill_examples, device=dev)
     if ckpt.tokenizer.kind == "music":
-        result.update(music_statistics(ckpt.tokenizer, model, data, ckpt, device=dev, compositions=compositions))
+        result.update(music_statistics(ckpt.tokenizer, model, val, ckpt, device=dev, compositions=compositions))
     return result
 
 
-def music_statistics(tokenizer, model, data, ckpt, device="cpu", compositions: int = 8, bars: int = 8,
+def music_statistics(tokenizer, model, val: np.ndarray, ckpt, device="cpu", compositions: int = 8, bars: int = 8,
                      seed: int = 0) -> dict:
     """For ``seqgen eval``: compositions sampled from ``model`` against the held-out pieces."""
-    n = len(data)
-    start = n - int(round(n * ckpt.train.val_fraction))
-    pieces = held_out_pieces(data.tokens, start) or [np.asarray(data.tokens[start:], dtype=np.int64)]
+    pieces = held_out_pieces(val, 0) or [np.asarray(val, dtype=np.int64)]
     held = [tokenizer.decode(ids) for ids in pieces]
     bars_seen = sum(p.info["bars"] for p in held)
     per_bar = sum(len(ids) for ids in pieces) / max(1, bars_seen)

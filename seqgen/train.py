@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from seqgen import checkpoint as ckpt_io
-from seqgen.config import TrainConfig
+from seqgen.config import TrainConfig, choose_settings
 from seqgen.data.batches import StreamBatcher, random_windows
 from seqgen.data.cache import TokenData
+from seqgen.data.split import split
 from seqgen.device import resolve_device, set_threads
 from seqgen.distributed import Group, peers_gone, rows_of
 from seqgen.errors import ConfigError, CorpusError, DistributedError, FileWriteError
@@ -58,6 +59,16 @@ class TrainResult:
     out: Path
     history: list[dict] = field(default_factory=list)
     signal: int | None = None  # the signal that stopped the run (SIGTERM, SIGHUP), if one did
+    best_step: int | None = None  # the step of the best validation loss
+    early_stopped: bool = False  # --patience ran out
+    choices: dict = field(default_factory=dict)  # what seqgen chose for the settings left to it, and why
+
+    @property
+    def overfitting(self) -> bool:
+        """Validation got worse after its best, which came before the last third of the run."""
+        last = self.history[-1]["val_loss"] if self.history else None
+        return (self.best_step is not None and last is not None and self.best_val_loss is not None
+                and self.best_step < self.step * 2 / 3 and last > self.best_val_loss + 0.01)
 
 
 def new_model(cfg: TrainConfig, tokenizer: Tokenizer) -> SeqModel:
@@ -83,20 +94,27 @@ class Trainer:
                  callback: Callback | None = None, group: Group | None = None):
         if cfg.time is None and cfg.steps is None:
             raise ConfigError("give a time budget or a number of steps")
-        cfg = cfg.resolved()
-        self.cfg, self.data, self.out = cfg, data, Path(out)
+        self.data, self.out = data, Path(out)
         self.group = group
         self.main = group is None or group.is_main
         self.cb = (callback or _Silent()) if self.main else _Silent()
         self.device = group.device if group is not None else resolve_device(cfg.device)
+        parts = split(data, cfg.val_fraction, cfg.split)
+        self.train_tokens, self.val_tokens = parts.train, parts.val
+        # what is left to seqgen is chosen from the corpus and the budget (a resumed run keeps its choices)
+        cfg, self.choices = choose_settings(cfg, len(self.train_tokens), data.tokenizer.kind, self.device.type,
+                                            group.world if group is not None else 1)
+        self.choices["split"] = (f"{parts.mode}: " + (f"{len(parts.held_out)} whole documents held out, drawn "
+                                 "from across the corpus" if parts.mode == "documents" else "the end of the stream"))
+        cfg = cfg.replace(split=parts.mode)
         if group is not None:
             group.rows(cfg.batch)  # a batch that does not divide among the processes is refused here
             cfg = cfg.replace(devices=group.world)
-            self.cfg = cfg
+        self.cfg = cfg
         set_threads(cfg.threads)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.rng = np.random.default_rng(cfg.seed + (resume.step if resume else 0))
-        self.train_tokens, self.val_tokens = data.split(cfg.val_fraction)
+        self.pitch_range = self._pitch_range() if cfg.transpose != (0, 0) and data.tokenizer.kind == "music" else None
         need = cfg.window + 2
         if len(self.train_tokens) < need or len(self.val_tokens) < 2:
             raise CorpusError(
@@ -122,6 +140,8 @@ class Trainer:
             self.net = torch.compile(self.net)
         self.amp_dtype, self.scaler = self._precision(cfg.precision)
         self.saved_step: int | None = resume.step if resume is not None else None  # the last good checkpoint
+        self.best_step: int | None = None
+        self.since_best = 0  # evaluations since the best one (for --patience)
         self.stop_signal: int | None = None
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "embed" not in n]
         other = [p for n, p in self.model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
@@ -179,8 +199,8 @@ class Trainer:
             reset = np.concatenate((reset_causal, np.ones(self.n_fim, dtype=bool)))
         else:
             x = random_windows(self.train_tokens, cfg.batch, cfg.window, self.rng)
-        if cfg.transpose != (0, 0) and self.data.tokenizer.kind == "music":
-            x = self.data.tokenizer.transpose_batch(x, self.rng, *cfg.transpose)
+        if self.pitch_range is not None:
+            x = self.data.tokenizer.transpose_batch(x, self.rng, *cfg.transpose, *self.pitch_range)
         x = apply_objective(x, self.n_fim, self.fim, self.rng)
         # every rank draws the global batch from the shared seed and trains on its own rows
         x = rows_of(x, self.group)
@@ -191,6 +211,14 @@ class Trainer:
         # Eight streams read side by side: a quick estimate (the whole split is `seqgen eval`'s).
         return stream_loss(self.model, self.val_tokens, chunk=self.cfg.window, device=self.device,
                            max_tokens=self.cfg.eval_tokens, streams=8)
+
+    def _pitch_range(self) -> tuple[int, int]:
+        """The lowest and highest pitch the training corpus uses (transposition stays inside it)."""
+        tok = self.data.tokenizer
+        p0 = tok.offset["Pitch"]
+        ids = np.asarray(self.train_tokens)
+        pitches = ids[(ids >= p0) & (ids < p0 + 128)].astype(np.int64) - p0
+        return (int(pitches.min()), int(pitches.max())) if len(pitches) else (0, 127)
 
     def request_stop(self, signum: int) -> None:
         """Stop after the current step and save a checkpoint (what SIGTERM and SIGHUP ask)."""
@@ -230,13 +258,13 @@ class Trainer:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_json(self.out / CONFIG, {
-                "train": cfg.to_dict(), "model": model.config.to_dict(),
+                "train": cfg.to_dict(), "choices": self.choices, "model": model.config.to_dict(),
                 "tokenizer": self.data.tokenizer.to_dict(), "corpus": self.data.source, "params": model.num_params(),
                 "tokens": {"train": len(self.train_tokens), "val": len(self.val_tokens)},
             })
         self.cb.on_start({"params": model.num_params(), "device": str(self.device), "step": self.step,
                           "train_tokens": len(self.train_tokens), "val_tokens": len(self.val_tokens),
-                          "stream": self.stream, "config": cfg})
+                          "stream": self.stream, "config": cfg, "choices": self.choices})
         model.train()
         t0 = time.perf_counter()
         elapsed = self.elapsed0
@@ -247,10 +275,11 @@ class Trainer:
         try:
             while True:
                 progress, stop = self.progress(elapsed), self.stop_signal or 0
+                patience_out = float(self.cfg.patience is not None and self.since_best >= self.cfg.patience)
                 if self.group is not None:  # rank 0 decides; every rank stops at the same step
-                    progress, stop = self.group.decide(progress, stop)
+                    progress, stop, patience_out = self.group.decide(progress, stop, patience_out)
                     self.stop_signal = int(stop) or None
-                if progress >= 1.0 or stop:
+                if progress >= 1.0 or stop or patience_out:
                     break
                 lv = self._step(lr_at(cfg, self.step, progress))
                 self.step += 1
@@ -284,8 +313,10 @@ class Trainer:
         if interrupted and self.main:
             self.checkpoint(elapsed, LAST)
         wall = time.perf_counter() - t0
+        early = self.cfg.patience is not None and self.since_best >= self.cfg.patience and not interrupted
         return TrainResult(self.step, elapsed, loss_ema or float("nan"), val, self.best,
-                           tokens_seen / max(wall, 1e-9), interrupted, self.out, history, self.stop_signal)
+                           tokens_seen / max(wall, 1e-9), interrupted, self.out, history, self.stop_signal,
+                           self.best_step, early, self.choices)
 
     def _step(self, lr: float) -> float:
         """One optimizer step on this rank's rows of the global batch; returns its loss."""
@@ -318,9 +349,11 @@ class Trainer:
         val = self.evaluate()
         improved = self.best is None or val < self.best
         if improved:
-            self.best = val
+            self.best, self.best_step, self.since_best = val, self.step, 0
+        else:
+            self.since_best += 1
         record = {**info, "event": "eval", "val_loss": val, "val_bits": val / math.log(2),
-                  "best": improved, "time": time.time()}
+                  "best": improved, "best_step": self.best_step, "best_val_loss": self.best, "time": time.time()}
         self.checkpoint(elapsed, LAST)
         if improved:
             self.checkpoint(elapsed, BEST)

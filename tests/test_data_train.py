@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seqgen import checkpoint as ckpt_io
-from seqgen.config import TrainConfig, parse_duration
+from seqgen.config import TrainConfig, choose_settings, parse_duration
 from seqgen.data.batches import StreamBatcher, random_windows
 from seqgen.data.cache import cache_dir
 from seqgen.data.load import load_corpus
@@ -121,7 +121,9 @@ def test_checkpoint_round_trip(text_corpus, tmp_path):
     payload = torch.load(tmp_path / "r" / "last.pt", weights_only=True)  # plain data only
     assert payload["model_config"]["type"] == "transformer" and payload["tokenizer"]["type"] == "char"
     ckpt = ckpt_io.load(tmp_path / "r" / "last.pt")
-    assert ckpt.train == cfg.resolved() and ckpt.train.lr is not None
+    chosen, _ = choose_settings(cfg, len(data), "text")
+    assert ckpt.train == chosen.replace(split="tail") and ckpt.train.lr is not None
+    assert ckpt.train.dropout is not None and ckpt.train.weight_decay is not None  # stored resolved
     assert ckpt.tokenizer == data.tokenizer and ckpt.step == 3
     x = torch.as_tensor(np.asarray(data.tokens[:20], dtype=np.int64))[None]
     fresh = build_model(ckpt.model.config)

@@ -80,9 +80,9 @@ def test_training_transposes_music_batches(midi_folder, tmp_path):
     calls = []
     real = data.tokenizer.transpose_batch
 
-    def spy(x, rng, lo, hi):
-        y = real(x, rng, lo, hi)
-        calls.append((lo, hi, int((y != x).sum())))
+    def spy(x, rng, lo, hi, pitch_min, pitch_max):
+        y = real(x, rng, lo, hi, pitch_min, pitch_max)
+        calls.append((lo, hi, int((y != x).sum()), pitch_min, pitch_max))
         return y
 
     data.tokenizer.transpose_batch = spy
@@ -91,6 +91,23 @@ def test_training_transposes_music_batches(midi_folder, tmp_path):
     Trainer(cfg, data, tmp_path / "run").run()
     assert len(calls) >= 2 and all(c[:2] == (-4, 5) for c in calls)
     assert sum(c[2] for c in calls) > 0  # some pitches moved
+    p0 = data.tokenizer.offset["Pitch"]
+    ids = np.asarray(data.tokens)
+    used = ids[(ids >= p0) & (ids < p0 + 128)] - p0
+    assert all(used.min() <= c[3] < c[4] <= used.max() for c in calls)  # bounds from the training corpus
+
+
+def test_music_is_transposed_by_default_within_its_pitch_range_and_drums_stay():
+    from seqgen.tokenizers.midi import MidiTokenizer
+
+    tok = MidiTokenizer()
+    p0, d0 = tok.offset["Pitch"], tok.offset["Drum"]
+    rows = np.array([[p0 + 60, d0 + 36, p0 + 64, d0 + 38]] * 400)
+    out = tok.transpose_batch(rows, np.random.default_rng(0), -5, 6, 58, 67)
+    pitches = out[:, [0, 2]] - p0
+    assert pitches.min() >= 58 and pitches.max() <= 67  # never outside the corpus's range
+    assert len({int(s) for s in pitches[:, 0] - 60}) > 3  # and several keys are drawn
+    assert (out[:, [1, 3]] == rows[:, [1, 3]]).all()  # drum tokens never move
 
 
 # ---- bars and priming ----------------------------------------------------------------------

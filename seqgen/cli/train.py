@@ -18,6 +18,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from rich.markup import escape
+
 from seqgen.cli._util import corpus_feedback, err
 from seqgen.config import TrainConfig
 
@@ -37,7 +39,8 @@ class ProgressCallback:
             console=err, transient=False, disable=quiet, refresh_per_second=4,
         )
         self.task = None
-        self.last_val = None
+        self.last_val = self.best = self.best_step = None
+        self.rising = False
 
     def on_start(self, info):
         if not self.quiet:
@@ -48,6 +51,8 @@ class ProgressCallback:
                 f"{info['train_tokens']:,} training / {info['val_tokens']:,} validation tokens, "
                 f"objective {cfg.objective}, batch {cfg.batch} x {cfg.window} ({mode})[/]"
             )
+            for name, why in info.get("choices", {}).items():
+                err.print(f"[dim]  {name.replace('_', '-')} {escape(why)}[/]", soft_wrap=True)
         self.progress.start()
         self.task = self.progress.add_task("train", total=1.0, step=info["step"], stats="")
 
@@ -56,12 +61,16 @@ class ProgressCallback:
             return
         left = info["elapsed"] / max(info["progress"], 1e-9) * (1 - info["progress"]) if info["progress"] > 0 else 0
         val = f"val {self.last_val / math.log(2):.3f} bits" if self.last_val is not None else "val -"
+        if self.rising:
+            val += f" (best {self.best / math.log(2):.3f} at step {self.best_step}, getting worse)"
         stats = (f"loss {info['loss']:.3f}  {val}  {info['tokens_per_s']:,.0f} tok/s  "
                  f"{_clock(left)} left")
         self.progress.update(self.task, completed=info["progress"], step=info["step"], stats=stats)
 
     def on_eval(self, info):
         self.last_val = info["val_loss"]
+        self.best, self.best_step = info.get("best_val_loss"), info.get("best_step")
+        self.rising = not info.get("best") and self.best is not None and self.last_val > self.best + 0.01
 
     def stop(self):
         self.progress.stop()
@@ -242,6 +251,14 @@ def _train(corpus: str, out: Path, encoding: str, resume: bool, quiet: bool, val
         f"step {result.step}  train loss {result.train_loss:.4f}  best val loss {val} nats "
         f"({bits} bits/token)  {result.tokens_per_s:,.0f} tok/s  {result.elapsed:.0f}s  -> {out}"
     )
+    if result.early_stopped:
+        err.print(f"stopped early: {cfg.patience} evaluations without a better validation loss "
+                  f"(best at step {result.best_step}; best.pt holds it)")
+    elif result.overfitting:
+        err.print(f"[yellow]note:[/] validation was best at step {result.best_step} of {result.step} and got worse "
+                  "after it: the model overfits this corpus. A smaller model (--dim), more dropout (--dropout), "
+                  "more data or a shorter budget would help; --patience N stops early. best.pt holds the best step.",
+                  soft_wrap=True)
     if result.interrupted:
         import signal
 

@@ -43,6 +43,7 @@ from torch import nn
 from seqgen import __version__
 from seqgen.checkpoint import Checkpoint, open_checkpoint
 from seqgen.data.load import Progress, load_corpus
+from seqgen.data.split import split
 from seqgen.engines.onnx_engine import FORMAT, OnnxEngine
 from seqgen.errors import ExportError, FileWriteError, SeqgenError
 from seqgen.export.transformer_graph import fused_transformer_graph
@@ -257,7 +258,7 @@ def validation_slice(ckpt: Checkpoint, max_tokens: int,
     try:
         data = load_corpus(spec, encoding=ckpt.extra.get("encoding", "utf-8"), tokenizer=ckpt.tokenizer,
                            progress=progress)
-        _, val = data.split(ckpt.train.val_fraction)
+        val = split(data, ckpt.train.val_fraction, ckpt.train.split).val
     except SeqgenError as e:
         return None, f"cannot read the corpus {spec} ({e})"
     if len(val) < 2:

@@ -63,7 +63,7 @@ class RecurrentLM(SeqModel):
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         if ids.dim() != 2:
             raise ValueError(f"Expected ids to be 2D (batch, time), got {ids.dim()}D")
-        x = self.embed(ids)  # (B, T, E)
+        x = self.drop(self.embed(ids))  # (B, T, E); dropout on the inputs and outputs, not the recurrence
         if state is None:
             state = self.init_state(ids.shape[0], ids.device)
         hx = state if self.config.cell == "lstm" else state[0]

@@ -339,17 +339,21 @@ class MidiTokenizer:
         return np.flatnonzero(np.asarray(ids, dtype=np.int64) == self.bar_id)
 
     # ---- training hooks -----------------------------------------------------------------
-    def transpose_batch(self, x: np.ndarray, rng: np.random.Generator, lo: int, hi: int) -> np.ndarray:
+    def transpose_batch(self, x: np.ndarray, rng: np.random.Generator, lo: int, hi: int, pitch_min: int = 0,
+                        pitch_max: int = 127) -> np.ndarray:
         """Shift every Pitch token of each row by its own random interval in [lo, hi], narrowed
-        per row so no pitch leaves 0..127 (drums are Drum tokens and never move)."""
+        per row so no pitch leaves ``pitch_min..pitch_max`` (the range the corpus uses; drums are
+        Drum tokens and never move)."""
         x = np.array(x, dtype=np.int64, copy=True)
         p0 = self.offset["Pitch"]
         is_pitch = (x >= p0) & (x < p0 + 128)
-        big = np.where(is_pitch, x - p0, 10**6).min(axis=1)
-        small = np.where(is_pitch, x - p0, -1).max(axis=1)
-        lo_row = np.maximum(lo, -np.minimum(big, 127))
-        hi_row = np.minimum(hi, 127 - np.maximum(small, 0))
+        lowest = np.where(is_pitch, x - p0, 10**6).min(axis=1)
+        highest = np.where(is_pitch, x - p0, -1).max(axis=1)
+        lo_row = np.maximum(lo, pitch_min - np.minimum(lowest, pitch_max))
+        hi_row = np.minimum(hi, pitch_max - np.maximum(highest, pitch_min))
+        fits = lo_row <= hi_row  # a row whose notes span more than the range stays as it is
         shift = np.floor(rng.random(len(x)) * (hi_row - lo_row + 1)).astype(np.int64) + lo_row
+        shift = np.where(fits, shift, 0)
         return np.where(is_pitch, x + shift[:, None], x)
 
     # ---- serialization ------------------------------------------------------------------

@@ -1,0 +1,68 @@
+"""Training and validation splits of a token stream.
+
+- ``tail``: the last ``val_fraction`` of the stream (nanoGPT's shakespeare_char split), for one
+  text file, so figures compare with published ones.
+- ``documents``: whole documents (the files of a folder, the tunes of an ABC text, the pieces of a
+  music corpus) drawn with a fixed seed from across the corpus until they hold ``val_fraction`` of
+  the tokens; no document is on both sides, and held-out text comes from every part of the
+  corpus rather than from its last collection.
+- ``auto``: documents when the corpus is made of at least ``MIN_DOCUMENTS`` of them, else tail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from seqgen.data.cache import TokenData
+from seqgen.errors import ConfigError, CorpusError
+
+SPLIT_SEED = 20240611  # fixed: every run on a corpus holds out the same documents, whatever its --seed
+MIN_DOCUMENTS = 4
+
+
+@dataclass
+class Split:
+    train: np.ndarray
+    val: np.ndarray
+    mode: str  # "tail" or "documents"
+    held_out: list[str]  # names of the held-out documents (empty for tail)
+
+
+def documents(data: TokenData) -> list[tuple[str, int, int]]:
+    """(name, offset, length) of each document of the stream, in order (empty when unknown)."""
+    rows = data.meta.get("pieces") or data.meta.get("documents") or []
+    return [(str(name), int(offset), int(length)) for name, offset, length in rows]
+
+
+def split(data: TokenData, val_fraction: float, mode: str = "auto", seed: int = SPLIT_SEED) -> Split:
+    docs = documents(data)
+    if mode == "auto":
+        mode = "documents" if len(docs) >= MIN_DOCUMENTS else "tail"
+    if mode == "tail":
+        n = len(data)
+        n_val = int(round(n * val_fraction))
+        return Split(data.tokens[: n - n_val], data.tokens[n - n_val :], "tail", [])
+    if mode != "documents":
+        raise ConfigError(f"split must be auto, tail or documents, got {mode!r}")
+    if len(docs) < 2:
+        raise CorpusError(f"--split documents needs a corpus of at least two documents; {data.source!r} has "
+                          f"{len(docs)} (use --split tail)")
+    order = np.random.default_rng(seed).permutation(len(docs))
+    target = val_fraction * sum(length for _, _, length in docs)
+    held: set[int] = set()
+    total = 0
+    for i in order[:-1]:  # at least one document stays for training
+        if total >= target:
+            break
+        held.add(int(i))
+        total += docs[i][2]
+    tokens = data.tokens
+
+    def gather(indices: list[int]) -> np.ndarray:
+        parts = [np.asarray(tokens[docs[i][1] : docs[i][1] + docs[i][2]]) for i in indices]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=tokens.dtype)
+
+    keep = [i for i in range(len(docs)) if i not in held]
+    return Split(gather(keep), gather(sorted(held)), "documents", [docs[i][0] for i in sorted(held)])

@@ -1,0 +1,96 @@
+"""Defaults that fit the corpus: the split, the settings chosen from the corpus and the budget,
+and what a run says when validation gets worse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from seqgen.cli import app
+from seqgen.config import TrainConfig, choose_settings
+from seqgen.data.cache import TokenData
+from seqgen.data.split import split
+from seqgen.tokenizers import CharTokenizer
+
+runner = CliRunner()
+
+
+def corpus_of_documents(n: int = 40) -> TokenData:
+    lengths = np.random.default_rng(3).integers(50, 400, size=n)
+    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    tokens = np.concatenate([np.full(length, i, dtype=np.uint16) for i, length in enumerate(lengths)])
+    meta = {"documents": [[f"doc{i}", int(o), int(length)] for i, (o, length) in enumerate(zip(offsets, lengths))]}
+    return TokenData(tokens, CharTokenizer.from_chars("ab"), "docs", meta)
+
+
+def test_a_document_split_keeps_every_document_on_one_side():
+    data = corpus_of_documents()
+    parts = split(data, 0.1, "auto")
+    assert parts.mode == "documents" and parts.held_out
+    train_docs, val_docs = set(np.unique(parts.train)), set(np.unique(parts.val))
+    assert not train_docs & val_docs  # each token value is its document: none on both sides
+    assert len(parts.train) + len(parts.val) == len(data)
+    assert 0.1 <= len(parts.val) / len(data) < 0.25
+    held = sorted(int(name[3:]) for name in parts.held_out)
+    assert held[-1] - held[0] > len(data.meta["documents"]) // 3  # drawn from across the corpus, not its end
+
+
+def test_the_same_seed_gives_the_same_split_and_another_seed_another():
+    data = corpus_of_documents()
+    a, b = split(data, 0.1, "documents"), split(data, 0.1, "documents")
+    assert a.held_out == b.held_out and np.array_equal(a.val, b.val)
+    assert split(data, 0.1, "documents", seed=1).held_out != a.held_out
+
+
+def test_one_text_keeps_the_tail_split():
+    data = TokenData(np.arange(1000, dtype=np.uint16), CharTokenizer.from_chars("ab"), "one", {})
+    parts = split(data, 0.1, "auto")
+    assert parts.mode == "tail" and np.array_equal(parts.val, np.arange(900, 1000))
+
+
+def test_settings_for_a_tiny_and_a_large_corpus():
+    five_minutes = TrainConfig(time=300)
+    tiny, why_tiny = choose_settings(five_minutes, train_tokens=20_000, kind="text")
+    large, why_large = choose_settings(five_minutes, train_tokens=50_000_000, kind="text")
+    assert tiny.dropout > large.dropout and tiny.weight_decay > large.weight_decay
+    assert tiny.dim == 128 and large.dim is None  # the small corpus gets a narrower model
+    assert large.dropout == 0.0 and "epochs" in why_large["dropout"] and "dim" in why_tiny
+    music, why_music = choose_settings(five_minutes, train_tokens=200_000, kind="music")
+    assert music.transpose == (-5, 6) and "transpose" in why_music
+    assert choose_settings(five_minutes, 200_000, "text")[0].transpose == (0, 0)
+    # what the user gave is kept
+    mine, why_mine = choose_settings(TrainConfig(time=300, dropout=0.05, weight_decay=0.0, transpose=(0, 0), dim=300),
+                                     20_000, "music")
+    assert (mine.dropout, mine.weight_decay, mine.transpose, mine.dim) == (0.05, 0.0, (0, 0), 300)
+    assert not {"dropout", "weight_decay", "transpose", "dim"} & set(why_mine)
+
+
+def test_the_choices_are_printed_and_stored(text_corpus, tmp_path):
+    import json
+
+    r = runner.invoke(app, ["train", str(text_corpus), "--steps", "3", "--size", "tiny", "--window", "16",
+                            "--out", str(tmp_path / "r"), "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    assert "dropout" in r.stderr and "epochs" in r.stderr and "split tail" in r.stderr
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert {"dropout", "weight_decay", "split"} <= set(config["choices"])
+    assert config["train"]["dropout"] is not None and config["train"]["split"] == "tail"
+
+
+@pytest.mark.slow
+def test_a_run_that_overfits_says_so_and_patience_stops_it(tmp_path):
+    corpus = tmp_path / "tiny.txt"
+    letters = np.random.default_rng(0).integers(0, 26, size=3000)
+    corpus.write_text("".join(chr(97 + int(i)) for i in letters))  # nothing to learn but noise to memorize
+    args = ["train", str(corpus), "--window", "16", "--batch", "8", "--dim", "256", "--dropout", "0",
+            "--weight-decay", "0", "--lr", "3e-2", "--steps", "400", "--eval-every", "0.05", "--threads", "1", "-q"]
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    assert "got worse" in r.stderr and "overfits" in r.stderr and "--patience" in r.stderr
+    stopped = runner.invoke(app, [*args, "--patience", "2", "--out", str(tmp_path / "b")])
+    assert stopped.exit_code == 0, stopped.output
+    assert "stopped early: 2 evaluations without a better validation loss" in stopped.stderr
+    from seqgen import checkpoint as ckpt_io
+
+    assert ckpt_io.load(tmp_path / "b" / "last.pt").step < 400
