@@ -7,9 +7,10 @@ end of the stream) holds the last pieces. Files that cannot be read are skipped 
 with the reason through ``report``; a corpus with no readable file is a ``CorpusError``.
 
 The cache key covers every file's bytes and the tokenizer config: a second run opens the
-memmap at once. MIDI is read with symusic in this process (thousands of files a second);
-music21 formats (about 50 ms a score) are parsed in a pool of worker processes when there
-are many.
+memmap at once. A large folder is read in a pool of worker processes: MIDI (symusic, about a
+millisecond a file) in batches of files, music21 formats (about 50 ms a score) one file a
+task. The results are taken in file order, so the token stream, the skip list and the cache
+key are those of reading the files one after another in this process (``workers=1``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -33,6 +37,10 @@ from seqgen.tokenizers.midi import MidiTokenizer
 
 CACHE_VERSION = 1
 POOL_MIN_FILES = 16  # parse music21 files in worker processes from this many on
+POOL_MIN_MIDI = 256  # read MIDI files in worker processes from this many on
+MIDI_BATCH = 32  # MIDI files per worker task, so sending tasks and results costs little beside reading
+AHEAD = 4  # tasks in flight per worker: results wait in memory at most this far ahead of the writer
+HEAVY_SUFFIXES = MUSIC_SUFFIXES - MIDI_SUFFIXES  # parsed by music21
 
 Progress = Callable[[str, int, int], None]  # (task, files done, files in all)
 Report = Callable[[list, int], None]  # (skipped [(file, reason)], files in all)
@@ -68,22 +76,109 @@ def encode_file(path: str, config: str) -> list[tuple[str, np.ndarray | None, st
         return [(Path(path).name, None, f"unreadable ({type(e).__name__}: {str(e)[:120]})")]
 
 
-def _results(files: list[Path], config: str, workers: int | None) -> Iterator[tuple[Path, list]]:
-    heavy = [f for f in files if f.suffix.lower() in MUSIC_SUFFIXES - MIDI_SUFFIXES]
-    n_workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+def encode_files(paths: list[str], config: str) -> list[list[tuple[str, np.ndarray | None, str]]]:
+    """``encode_file`` for each path in order; a file that is not music gives [] (the caller
+    skips it by its suffix). One worker task."""
+    return [encode_file(p, config) if Path(p).suffix.lower() in MUSIC_SUFFIXES else [] for p in paths]
+
+
+def default_workers() -> int:
+    """The CPUs this process may use, at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+def _batches(files: list[Path], n_workers: int) -> list[list[Path]]:
+    """The files in order, cut into worker tasks: each music21 file alone, the other files in
+    runs of up to MIDI_BATCH (fewer when there are few, so that every worker has work)."""
+    light = sum(f.suffix.lower() not in HEAVY_SUFFIXES for f in files)
+    size = max(1, min(MIDI_BATCH, light // (n_workers * AHEAD)))
+    batches: list[list[Path]] = []
+    run: list[Path] = []
+    for f in files:
+        if f.suffix.lower() in HEAVY_SUFFIXES:
+            if run:
+                batches.append(run)
+                run = []
+            batches.append([f])
+            continue
+        run.append(f)
+        if len(run) == size:
+            batches.append(run)
+            run = []
+    if run:
+        batches.append(run)
+    return batches
+
+
+def _pooled(files: list[Path], config: str, n_workers: int, root: Path | None) -> Iterator[tuple[Path, list]]:
     import multiprocessing
 
-    # fork (as torch's DataLoader does on Linux): workers need no re-import of the caller's main
-    # module; where fork is unavailable the files are read here, one after another
-    if len(heavy) >= POOL_MIN_FILES and n_workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
-            futures = {f: pool.submit(encode_file, str(f), config) for f in heavy}
-            for f in files:
-                yield f, (futures[f].result() if f in futures else encode_file(str(f), config))
+    batches = _batches(files, n_workers)
+    todo = iter(batches)
+    pending: deque = deque()
+
+    def submit(pool: ProcessPoolExecutor, count: int) -> None:
+        for batch in islice(todo, count):
+            pending.append((batch, pool.submit(encode_files, [str(f) for f in batch], config)))
+
+    # fork (as torch's DataLoader does on Linux): workers need no re-import of the caller's main module
+    pool = ProcessPoolExecutor(min(n_workers, len(batches)), mp_context=multiprocessing.get_context("fork"))
+    try:
+        submit(pool, n_workers * AHEAD)
+        while pending:
+            batch, future = pending.popleft()
+            try:
+                results = future.result()
+            except BrokenProcessPool:
+                pool.shutdown(wait=True, cancel_futures=True)
+                # the tasks that were running or queued when it died; those done and cancelled are not suspects
+                suspects = [batch] + [b for b, fut in pending if not fut.cancelled() and fut.exception() is not None]
+                raise _died(suspects, config, root) from None
+            submit(pool, 1)
+            yield from zip(batch, results)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _died(suspects: list[list[Path]], config: str, root: Path | None) -> CorpusError:
+    """The error for a worker process that died: each file of the tasks it may have been running
+    is read again alone, in order, in a fresh process, to name the one that kills it."""
+    import multiprocessing
+
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    try:
+        for path in (f for batch in suspects for f in batch):
+            try:
+                pool.submit(encode_files, [str(path)], config).result()
+            except BrokenProcessPool:
+                return CorpusError(f"{relative_name(path, root)} crashes the music reader (the worker process "
+                                   "reading it died); move it out of the corpus")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    first, last = relative_name(suspects[0][0], root), relative_name(suspects[-1][-1], root)
+    return CorpusError(f"a worker process died while reading the files {first} ... {last}, and none of "
+                       "them kills one when read alone (out of memory?)")
+
+
+def _results(files: list[Path], config: str, workers: int | None, root: Path | None = None
+             ) -> Iterator[tuple[Path, list]]:
+    """(file, encode_file's answer) for each file in order; [] for a file that is not music."""
+    import multiprocessing
+
+    n_workers = workers if workers is not None else default_workers()
+    heavy = sum(f.suffix.lower() in HEAVY_SUFFIXES for f in files)
+    midi = sum(f.suffix.lower() in MIDI_SUFFIXES for f in files)
+    # where fork is unavailable the files are read here, one after another
+    if (n_workers > 1 and (heavy >= POOL_MIN_FILES or midi >= POOL_MIN_MIDI)
+            and "fork" in multiprocessing.get_all_start_methods()):
+        yield from _pooled(files, config, n_workers, root)
         return
     for f in files:
-        yield f, encode_file(str(f), config)
+        yield f, encode_files([str(f)], config)[0]
 
 
 def load_music_corpus(spec: str, tokenizer: Tokenizer | None = None, progress: Progress | None = None,
@@ -91,7 +186,8 @@ def load_music_corpus(spec: str, tokenizer: Tokenizer | None = None, progress: P
     """Token stream of a music corpus, from the cache when it holds it.
 
     ``progress(task, done, total)`` hears about each file read; ``report(skipped, total)`` about
-    the files skipped (also when the stream comes from the cache).
+    the files skipped (also when the stream comes from the cache). ``workers``: processes that
+    read a large folder (default ``default_workers()``; 1 reads every file in this process).
     """
     if tokenizer is None:
         tokenizer = MidiTokenizer()
@@ -111,7 +207,7 @@ def load_music_corpus(spec: str, tokenizer: Tokenizer | None = None, progress: P
     def chunks() -> Iterator[np.ndarray]:
         # meta is filled while write_cache consumes this; it writes meta after the last chunk
         offset = 0
-        for i, (f, results) in enumerate(_results(files, config, workers)):
+        for i, (f, results) in enumerate(_results(files, config, workers, root)):
             if f.suffix.lower() not in MUSIC_SUFFIXES:
                 meta["skipped"].append([relative_name(f, root), f"not a music file ({f.suffix or 'no suffix'})"])
                 results = []
