@@ -19,7 +19,7 @@ from seqgen.errors import CorpusError
 from seqgen.fileio import atomic_path, write_json
 from seqgen.tokenizers import Tokenizer, tokenizer_from_dict
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: text corpora record their documents
 MAGIC = b"SQGNTOK2"
 HEADER = struct.Struct("<8sQ")  # magic, number of tokens
 

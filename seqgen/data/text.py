@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -74,9 +75,9 @@ def _decoded(files: list[Path], encoding: str, progress: Progress | None = None,
             raise CorpusError(f"{f} is not valid {encoding}: it ends inside a multi-byte character") from None
         if tail:
             last = tail[-1]
-            yield tail
+            yield current, tail
         if last and last != "\n" and len(files) > 1:
-            yield "\n"
+            yield current, "\n"
 
     for f, offset, chunk in _read_chunks(files, progress, task):
         if f != current:
@@ -95,7 +96,7 @@ def _decoded(files: list[Path], encoding: str, progress: Progress | None = None,
             ) from None
         if text:
             last = text[-1]
-            yield text
+            yield f, text
     if current is not None:
         yield from finish(current)
 
@@ -142,7 +143,7 @@ def load_text(files: list[Path], name: str, encoding: str = "utf-8", tokenizer: 
             return cached
     else:
         seen = np.zeros(CODEPOINTS, dtype=bool)
-        for text in _decoded(files, encoding, progress, "checking text"):
+        for _, text in _decoded(files, encoding, progress, "checking text"):
             seen[_codepoints(text)] = True
         if not seen.any():
             raise CorpusError(f"corpus {name!r} is empty")
@@ -150,8 +151,11 @@ def load_text(files: list[Path], name: str, encoding: str = "utf-8", tokenizer: 
     table = _id_table(tokenizer) if isinstance(tokenizer, CharTokenizer) else None
     missing = np.iinfo(table.dtype).max if table is not None else 0
 
+    docs = Documents()
+
     def encoded() -> Iterator[np.ndarray]:
-        for text in _decoded(files, encoding, progress, "tokenizing text"):
+        for f, text in _decoded(files, encoding, progress, "tokenizing text"):
+            docs.read(f, text)
             if table is not None:
                 ids = table[_codepoints(text)]
                 if ids.max(initial=0) != missing:
@@ -163,4 +167,39 @@ def load_text(files: list[Path], name: str, encoding: str = "utf-8", tokenizer: 
                 raise CorpusError(f"corpus {name!r} does not fit the model's vocabulary: {e}") from None
             yield ids
 
-    return write_cache(key, encoded(), tokenizer, name, {"files": len(files), "encoding": encoding})
+    meta = {"files": len(files), "encoding": encoding, "documents": docs.rows}
+    return write_cache(key, encoded(), tokenizer, name, meta)  # meta is read after the last chunk
+
+
+class Documents:
+    """Where each document of a text corpus starts and ends in its token stream: every file is a
+    document, and in ABC notation (``.abc``) every tune (a line starting ``X:``), so a corpus of
+    tune books holds out whole tunes. One character is one token."""
+
+    def __init__(self) -> None:
+        self.rows: list[list] = []  # [name, offset, length]
+        self.offset = 0
+        self.file: Path | None = None
+        self.after_newline = True
+
+    def _start(self, name: str) -> None:
+        if self.rows:
+            self.rows[-1][2] = self.offset - self.rows[-1][1]
+        self.rows.append([name, self.offset, 0])
+
+    def read(self, f: Path, text: str) -> None:
+        if f != self.file:
+            self.file, self.after_newline, self.tunes = f, True, 0
+            self._start(f.name)
+        if f.suffix.lower() == ".abc":
+            starts = [m.start() for m in re.finditer(r"(?m)^X:", text)]
+            for p in starts:
+                if p == 0 and not self.after_newline:
+                    continue
+                if self.offset + p > self.rows[-1][1]:  # a new tune (the file's first one is its start)
+                    self.tunes += 1
+                    self.rows.append([f"{f.name}#{self.tunes}", self.offset + p, 0])
+                    self.rows[-2][2] = self.offset + p - self.rows[-2][1]
+        self.offset += len(text)
+        self.after_newline = text.endswith("\n")
+        self.rows[-1][2] = self.offset - self.rows[-1][1]
