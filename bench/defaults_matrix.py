@@ -10,7 +10,8 @@ Rows (default settings, one run at a time): tinyshakespeare 2 and 5 minutes, its
 (the best checkpoint, whole validation split). Columns:
 - val_loss: nats per token, state carried over the whole split; windowed: 64-token windows;
 - carried-reset: val_loss minus the loss with the state reset every 2,048 tokens (above 0: drift);
-- seg drift: the last 5 segments' mean loss minus the first 5 (2,000-token segments, carried);
+- late drift: carried minus reset loss over the last 5 segments of 2,000 tokens (the state's
+  drift where it has been carried longest);
 - best at: the step of the best checkpoint as a share of the run's steps;
 - train-val: the training loss (moving average) minus the validation loss at the last evaluation
   (well below 0: overfitting).
@@ -67,12 +68,12 @@ def run_row(name: str, spec: str, seconds: float, extra: list[str], tmp: Path) -
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     best = [r for r in records if r.get("best")][-1]
     last = records[-1]
-    seg = ev.get("val_loss_by_segment") or []
+    seg = ev.get("val_drift_by_segment") or []
     config = json.loads((out / "config.json").read_text())
     return {
         "row": name, "val_loss": ev["val_loss"], "windowed": ev["val_loss_windowed"],
         "carried_minus_reset": ev["val_loss"] - ev["val_loss_reset"],
-        "segment_drift": (sum(seg[-5:]) / 5 - sum(seg[:5]) / 5) if len(seg) >= 10 else None,
+        "segment_drift": sum(seg[-5:]) / len(seg[-5:]) if seg else None,
         "segments": len(seg), "best_at": best["step"] / last["step"], "best_step": best["step"],
         "steps": last["step"], "train_minus_val": last["loss"] - last["val_loss"],
         "tokens_per_s": last["tokens_per_s"], "split": ev.get("split"), "choices": config.get("choices"),
@@ -94,7 +95,7 @@ def main() -> None:
         raise SystemExit(f"{SHAKESPEARE} not found")
     results = []
     if not a.json:
-        print(f"{'row':<17} {'val_loss':>8} {'windowed':>8} {'carr-reset':>10} {'seg drift':>9} {'best at':>8} "
+        print(f"{'row':<17} {'val_loss':>8} {'windowed':>8} {'carr-reset':>10} {'late drift':>10} {'best at':>8} "
               f"{'train-val':>9} {'steps':>6}  settings", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name, kind, seconds in rows:
@@ -104,7 +105,7 @@ def main() -> None:
                 drift = f"{r['segment_drift']:+.3f}" if r["segment_drift"] is not None else "-"
                 t = r["train"]
                 print(f"{name:<17} {r['val_loss']:8.4f} {r['windowed']:8.4f} {r['carried_minus_reset']:+10.4f} "
-                      f"{drift:>9} {r['best_at']:8.2f} {r['train_minus_val']:+9.3f} {r['steps']:6d}  "
+                      f"{drift:>10} {r['best_at']:8.2f} {r['train_minus_val']:+9.3f} {r['steps']:6d}  "
                       f"dim {t.get('dim') or t.get('size')} batch {t.get('batch')} lr {t.get('lr')} "
                       f"dropout {t.get('dropout')} wd {t.get('weight_decay')} transpose {t.get('transpose')}",
                       flush=True)

@@ -203,27 +203,30 @@ class TrainConfig:
 # ---- settings chosen from the corpus and the budget ------------------------------------------------
 # Training tokens a model of each type reads per second at its automatic size on two CPU cores
 # (measured: bench/lstm_step_speed.py, bench/train_budget.py); a GPU is counted as 20 of those.
-# Only an estimate of how many times the budget will read the corpus: the rules below change
-# at factors of four, so being off by half moves a choice by at most one step.
+# Used only where the trainer has not measured the speed (it times a few steps of the model it
+# is about to train); the rules below change at factors of four, so an estimate off by half
+# moves a choice by at most one step.
 NOMINAL_TOKENS_PER_S = {"rnn": 40_000, "gru": 15_000, "lstm": 25_000, "lstm-attn": 7_000, "transformer": 5_000}
 GPU_FACTOR = 20
 # (epochs up to, dropout, weight decay, why): more passes over the same text need more regularization.
 REGULARIZATION = [
-    (4.0, 0.0, 0.01, "the budget reads the corpus at most about 4 times: no dropout needed"),
-    (16.0, 0.1, 0.05, "the budget reads the corpus 4-16 times: light dropout and weight decay"),
-    (64.0, 0.25, 0.1, "the budget reads the corpus 16-64 times: dropout and weight decay against overfitting"),
-    (float("inf"), 0.4, 0.1, "the budget reads the corpus more than 64 times: strong dropout, a narrower model"),
+    (8.0, 0.0, 0.01, "the budget reads the corpus at most about 8 times: no dropout needed"),
+    (24.0, 0.1, 0.05, "the budget reads the corpus 8-24 times: light dropout and weight decay"),
+    (96.0, 0.25, 0.1, "the budget reads the corpus 24-96 times: dropout and weight decay against overfitting"),
+    (float("inf"), 0.4, 0.1, "the budget reads the corpus more than 96 times: strong dropout"),
 ]
-SMALL_CORPUS_TOKENS = 100_000  # below this, with many epochs, recurrent models narrow to 128 units
+SMALL_CORPUS_TOKENS = 100_000  # below this, read more than 96 times, recurrent models narrow to 128 units
 MUSIC_TRANSPOSE = (-5, 6)  # every key once, within the pitch range the corpus uses
-AUGMENTED = 4.0  # transposition counts as this many times the data when counting epochs
+AUGMENTED = 2.0  # transposition counts as this many times the data when counting epochs (measured:
+# bach-chorales overfit from about 9 raw epochs on without it)
 
 
-def choose_settings(cfg: "TrainConfig", train_tokens: int, kind: str, device_type: str = "cpu",
-                    processes: int = 1) -> tuple["TrainConfig", dict[str, str]]:
+def choose_settings(cfg: "TrainConfig", train_tokens: int, kind: str, tokens_per_s: float | None = None,
+                    device_type: str = "cpu", processes: int = 1) -> tuple["TrainConfig", dict[str, str]]:
     """Fill in what the user left to seqgen from the corpus and the budget; return the resolved
     config and, per setting chosen, why. Rules depend on what the corpus is (its size in tokens,
-    text or music) and on the budget, never on its name."""
+    text or music) and on the budget (``tokens_per_s``: the measured training speed, else an
+    estimate), never on its name."""
     cfg = cfg.resolved()
     why: dict[str, str] = {}
     transpose = cfg.transpose
@@ -232,7 +235,7 @@ def choose_settings(cfg: "TrainConfig", train_tokens: int, kind: str, device_typ
         if kind == "music":
             why["transpose"] = (f"music: transposition by {transpose[0]}..{transpose[1]} semitones within the "
                                 "corpus's pitch range")
-    per_s = NOMINAL_TOKENS_PER_S[cfg.model] * (GPU_FACTOR * processes if device_type == "cuda" else 1)
+    per_s = tokens_per_s or NOMINAL_TOKENS_PER_S[cfg.model] * (GPU_FACTOR * processes if device_type == "cuda" else 1)
     if cfg.steps is not None:
         budget = cfg.steps * cfg.batch * cfg.window
     else:
@@ -245,7 +248,8 @@ def choose_settings(cfg: "TrainConfig", train_tokens: int, kind: str, device_typ
     changes: dict = {"transpose": transpose}
     if cfg.dropout is None:
         changes["dropout"] = dropout
-        why["dropout"] = f"{dropout}: {reason} ({epochs:.1f} epochs of {train_tokens:,} training tokens)"
+        speed = "" if cfg.steps is not None else f" at {per_s:,.0f} tokens/s{'' if tokens_per_s else ' (estimated)'}"
+        why["dropout"] = f"{dropout}: {reason} ({epochs:.1f} epochs of {train_tokens:,} training tokens{speed})"
     if cfg.weight_decay is None:
         changes["weight_decay"] = decay
         why["weight_decay"] = f"{decay}: {reason}"

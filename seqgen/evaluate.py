@@ -16,7 +16,7 @@ from seqgen.device import TRAIN_DEVICE
 from seqgen.engines.base import Generator
 from seqgen.engines.torch_engine import TorchEngine
 from seqgen.errors import CorpusError
-from seqgen.losses import bits, infill_loss, segment_losses, stream_loss, token_losses, windowed_loss
+from seqgen.losses import bits, infill_loss, segment_losses, token_losses, windowed_loss
 from seqgen.music.stats import compare, piece_stats, summarize
 from seqgen.objectives import FimIds
 
@@ -41,14 +41,17 @@ def evaluate_run(run: Path | None, which: str = "best", corpus: str | None = Non
     model = ckpt.model
     window = ckpt.train.window
     carried = token_losses(model, val, chunk=window, device=dev)
+    reset = token_losses(model, val, chunk=window, device=dev, streams=max(1, (len(val) - 1) // RESET))
     loss = float(carried.mean())
     result = {
         "val_loss": loss,
         "val_bits_per_token": bits(loss),
         "val_loss_windowed": windowed_loss(model, val, window=64, device=dev),
         # the same text with the state reset every RESET tokens: a carried state that drifts is worse
-        "val_loss_reset": stream_loss(model, val, chunk=window, device=dev, streams=max(1, (len(val) - 1) // RESET)),
+        "val_loss_reset": float(reset.mean()),
         "val_loss_by_segment": [round(x, 4) for x in segment_losses(carried, SEGMENT)],
+        # carried minus reset, per segment: rises along the text when the carried state drifts
+        "val_drift_by_segment": [round(x, 4) for x in segment_losses(carried[: len(reset)] - reset, SEGMENT)],
         "tokens": int(len(val)),
         "step": ckpt.step,
         "model": model.config.to_dict()["type"],

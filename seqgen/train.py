@@ -102,8 +102,14 @@ class Trainer:
         parts = split(data, cfg.val_fraction, cfg.split)
         self.train_tokens, self.val_tokens = parts.train, parts.val
         # what is left to seqgen is chosen from the corpus and the budget (a resumed run keeps its choices)
-        cfg, self.choices = choose_settings(cfg, len(self.train_tokens), data.tokenizer.kind, self.device.type,
-                                            group.world if group is not None else 1)
+        world, asked = (group.world if group is not None else 1), cfg
+        cfg, self.choices = choose_settings(asked, len(self.train_tokens), data.tokenizer.kind, None,
+                                            self.device.type, world)
+        if self.choices and asked.time is not None and asked.steps is None:
+            speed = self._measure_speed(cfg, world)  # the budget in tokens, from this machine's speed
+            if group is not None:
+                speed = group.decide(speed)[0]  # rank 0's measurement, so every rank chooses alike
+            cfg, self.choices = choose_settings(asked, len(self.train_tokens), data.tokenizer.kind, speed)
         self.choices["split"] = (f"{parts.mode}: " + (f"{len(parts.held_out)} whole documents held out, drawn "
                                  "from across the corpus" if parts.mode == "documents" else "the end of the stream"))
         cfg = cfg.replace(split=parts.mode)
@@ -211,6 +217,27 @@ class Trainer:
         # Eight streams read side by side: a quick estimate (the whole split is `seqgen eval`'s).
         return stream_loss(self.model, self.val_tokens, chunk=self.cfg.window, device=self.device,
                            max_tokens=self.cfg.eval_tokens, streams=8)
+
+    def _measure_speed(self, cfg: TrainConfig, world: int) -> float:
+        """Training tokens per second of the model ``cfg`` describes, timed over a few steps of a
+        throwaway copy (its own random numbers: the run's weights and batches are unaffected)."""
+        model = new_model(cfg, self.data.tokenizer).to(self.device).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        rows = max(1, cfg.batch // world)
+        rng = np.random.default_rng(0)
+        took = 0.0
+        for i in range(5):
+            x = torch.as_tensor(random_windows(self.train_tokens, rows, cfg.window, rng), device=self.device)
+            start = time.perf_counter()
+            logits, _ = model(x[:, :-1])
+            F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1)).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            if i >= 2:  # the first steps build kernels and caches
+                took += time.perf_counter() - start
+        return 3 * rows * world * cfg.window / max(took, 1e-9)
 
     def _pitch_range(self) -> tuple[int, int]:
         """The lowest and highest pitch the training corpus uses (transposition stays inside it)."""
