@@ -101,6 +101,13 @@ class Trainer:
         self.device = group.device if group is not None else resolve_device(cfg.device)
         parts = split(data, cfg.val_fraction, cfg.split)
         self.train_tokens, self.val_tokens = parts.train, parts.val
+        need = cfg.window + 2
+        if len(self.train_tokens) < need or len(self.val_tokens) < 2:
+            raise CorpusError(
+                f"corpus is too short: {len(data)} tokens, and training needs at least {need} in the "
+                f"training split plus a validation split; use a smaller --window or a longer corpus"
+            )
+        set_threads(cfg.threads)
         # what is left to seqgen is chosen from the corpus and the budget (a resumed run keeps its choices)
         world, asked = (group.world if group is not None else 1), cfg
         cfg, self.choices = choose_settings(asked, len(self.train_tokens), data.tokenizer.kind, None,
@@ -117,16 +124,9 @@ class Trainer:
             group.rows(cfg.batch)  # a batch that does not divide among the processes is refused here
             cfg = cfg.replace(devices=group.world)
         self.cfg = cfg
-        set_threads(cfg.threads)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.rng = np.random.default_rng(cfg.seed + (resume.step if resume else 0))
         self.pitch_range = self._pitch_range() if cfg.transpose != (0, 0) and data.tokenizer.kind == "music" else None
-        need = cfg.window + 2
-        if len(self.train_tokens) < need or len(self.val_tokens) < 2:
-            raise CorpusError(
-                f"corpus is too short: {len(data)} tokens, and training needs at least {need} in the "
-                f"training split plus a validation split; use a smaller --window or a longer corpus"
-            )
         if resume is not None:
             self.model = resume.model.to(self.device)
             self.step, self.elapsed0, self.best = resume.step, resume.elapsed, resume.best_val_loss

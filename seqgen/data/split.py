@@ -6,7 +6,7 @@
   music corpus) drawn with a fixed seed from across the corpus until they hold ``val_fraction`` of
   the tokens; no document is on both sides, and held-out text comes from every part of the
   corpus rather than from its last collection.
-- ``auto``: documents when the corpus is made of at least ``MIN_DOCUMENTS`` of them, else tail.
+- ``auto``: documents when the corpus is made of at least ``MIN_DOCUMENTS`` (20) of them, else tail.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from seqgen.data.cache import TokenData
 from seqgen.errors import ConfigError, CorpusError
 
 SPLIT_SEED = 20240611  # fixed: every run on a corpus holds out the same documents, whatever its --seed
-MIN_DOCUMENTS = 4
+MIN_DOCUMENTS = 20  # fewer documents cannot stand for the corpus: a few held-out pieces would measure
+# how unlike the others they are (7 MIDI files: 3.69 nats held out whole against 0.61 for the tail)
 
 
 @dataclass
