@@ -305,7 +305,8 @@ class Trainer:
                 patience_out = float(self.cfg.patience is not None and self.since_best >= self.cfg.patience)
                 if self.group is not None:  # rank 0 decides; every rank stops at the same step
                     progress, stop, patience_out = self.group.decide(progress, stop, patience_out)
-                    self.stop_signal = int(stop) or None
+                    if stop:  # a signal that reached rank 0 during the broadcast stays for the next step
+                        self.stop_signal = int(stop)
                 if progress >= 1.0 or stop or patience_out:
                     break
                 lv = self._step(lr_at(cfg, self.step, progress))

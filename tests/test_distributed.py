@@ -144,3 +144,39 @@ def test_fp16_on_the_cpu_is_refused_in_one_line(text_corpus, tmp_path):
     r = seqgen("train", text_corpus, "--steps", 3, "--out", tmp_path / "r", "--size", "tiny", "--precision", "fp16",
                "--device", "cpu", "--quiet")
     assert r.returncode == 1 and "fp16 needs a GPU" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_signal_during_the_shared_decision_is_kept_for_the_next_step(text_corpus, tmp_path, monkeypatch):
+    """Rank 0's signal handler may run while the stop decision is being broadcast: the other
+    ranks were told to go on, so this step runs, and the next decision stops every rank."""
+    import torch.distributed as dist
+
+    from seqgen.config import TrainConfig
+    from seqgen.data.load import load_corpus
+    from seqgen.distributed import Group
+    from seqgen.train import Trainer
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        group = Group.join("cpu")
+        trainer = Trainer(TrainConfig(size="tiny", steps=50, batch=4, window=16, eval_every=1.0),
+                          load_corpus(str(text_corpus)), tmp_path / "run", group=group)
+        calls = []
+        shared = group.decide
+
+        def decide_with_a_signal_arriving(*values):
+            calls.append(values)
+            out = shared(*values)
+            if len(calls) == 4:  # the signal lands while the 4th step's decision is on the wire
+                trainer.request_stop(signal.SIGTERM)
+            return out
+
+        monkeypatch.setattr(group, "decide", decide_with_a_signal_arriving)
+        result = trainer.run()
+    finally:
+        dist.destroy_process_group()
+    assert result.interrupted and result.signal == signal.SIGTERM
+    assert result.step == 4  # the 4th step ran (every rank was told to), the 5th decision stopped
+    assert ckpt_io.load(tmp_path / "run" / "last.pt").step == 4
