@@ -66,6 +66,7 @@ def run_row(name: str, spec: str, seconds: float, extra: list[str], tmp: Path) -
     seqgen("train", spec, "--time", f"{seconds:g}s", "--out", str(out), "--quiet", *extra)
     ev = json.loads(seqgen("eval", str(out), "--json"))
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records = [r for r in records if r.get("event") != "train"]  # the evaluations
     best = [r for r in records if r.get("best")][-1]
     last = records[-1]
     seg = ev.get("val_drift_by_segment") or []

@@ -37,7 +37,7 @@ def run_one(corpus: str, model: str | None, time: str, extra: list[str], root: P
         args += ["--model", model]
     seqgen(*args)
     result = json.loads(seqgen("eval", str(out), "--json", "--last"))
-    last = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    last = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "val_loss" in r][-1]
     result.update(tokens_per_s=last["tokens_per_s"], steps=last["step"], train_time=last["elapsed"])
     return result
 

@@ -40,13 +40,18 @@ def evaluate_run(run: Path | None, which: str = "best", corpus: str | None = Non
     val = parts.val
     model = ckpt.model
     window = ckpt.train.window
-    carried = token_losses(model, val, chunk=window, device=dev)
-    reset = token_losses(model, val, chunk=window, device=dev, streams=max(1, (len(val) - 1) // RESET))
+
+    def step(task: str):  # the losses as tasks of the caller's progress display
+        return None if progress is None else (lambda done, total: progress(task, done, total))
+
+    carried = token_losses(model, val, chunk=window, device=dev, done=step("loss, state carried"))
+    reset = token_losses(model, val, chunk=window, device=dev, streams=max(1, (len(val) - 1) // RESET),
+                         done=step(f"loss, state reset every {RESET} tokens"))
     loss = float(carried.mean())
     result = {
         "val_loss": loss,
         "val_bits_per_token": bits(loss),
-        "val_loss_windowed": windowed_loss(model, val, window=64, device=dev),
+        "val_loss_windowed": windowed_loss(model, val, window=64, device=dev, done=step("loss, 64-token windows")),
         # the same text with the state reset every RESET tokens: a carried state that drifts is worse
         "val_loss_reset": float(reset.mean()),
         "val_loss_by_segment": [round(x, 4) for x in segment_losses(carried, SEGMENT)],
@@ -63,7 +68,7 @@ def evaluate_run(run: Path | None, which: str = "best", corpus: str | None = Non
     }
     if ckpt.train.objective != "causal" and len(val) > window:
         result["infill_loss"] = infill_loss(model, val, FimIds.of(ckpt.tokenizer), window=window,
-                                            examples=infill_examples, device=dev)
+                                            examples=infill_examples, device=dev, done=step("infill loss"))
     if ckpt.tokenizer.kind == "music":
         result.update(music_statistics(ckpt.tokenizer, model, val, ckpt, device=dev, compositions=compositions))
     return result

@@ -2,8 +2,9 @@
 
 A run folder holds ``config.json`` (the resolved configuration, written when training starts),
 ``metrics.jsonl`` (one JSON object per evaluation: step, loss (training EMA), lr, elapsed,
-progress, tokens_per_s, val_loss, val_bits, best, time, event) and the checkpoints ``last.pt``
-and ``best.pt``. This module only reads JSON and looks at file names; it loads no checkpoint,
+progress, tokens_per_s, val_loss, val_bits, best, time, event "eval"; and between evaluations,
+about a hundred per run, the same without the validation figures, event "train") and the
+checkpoints ``last.pt`` and ``best.pt``. This module only reads JSON and looks at file names; it loads no checkpoint,
 so it needs neither torch nor music21 (the file names come from ``seqgen.runs``), and it
 returns plain data for the CLI to draw.
 
@@ -33,7 +34,8 @@ LN2 = math.log(2)
 class Metrics:
     """The evaluations of a run in file order, and the lines that could not be read."""
 
-    records: list[dict] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)  # the evaluations
+    train: list[dict] = field(default_factory=list)  # training-loss points between them
     bad_lines: list[int] = field(default_factory=list)  # 1-based line numbers
     exists: bool = True
 
@@ -67,6 +69,10 @@ def read_metrics(run: Path) -> Metrics:
             rec = json.loads(line)
         except ValueError:  # not JSON, or not UTF-8
             m.bad_lines.append(i)
+            continue
+        if isinstance(rec, dict) and rec.get("event") == "train" and _number(rec.get("step")) \
+                and _number(rec.get("loss")):
+            m.train.append(rec)
             continue
         if not (isinstance(rec, dict) and _number(rec.get("step")) and _number(rec.get("val_loss"))):
             m.bad_lines.append(i)
@@ -145,9 +151,15 @@ class Curve:
     loss: list[float | None]  # training loss (moving average) at each evaluation
     val_loss: list[float]
     best: int
+    train: dict[str, list] = field(default_factory=dict)  # the training curve: steps, time, tokens, loss
 
     def x(self, axis: str) -> list:
         return {"steps": self.steps, "time": self.elapsed, "tokens": self.tokens}[axis]
+
+    def train_points(self, axis: str) -> list[tuple[float, float]]:
+        """(x, training loss) along the run: every training record and evaluation, in step order."""
+        return [(a, b) for a, b in zip(self.train.get(axis, []), self.train.get("loss", []))
+                if a is not None and b is not None]
 
 
 @dataclass
@@ -225,7 +237,16 @@ class Run:
             loss=[float(r["loss"]) if _number(r.get("loss")) else None for r in recs],
             val_loss=val,
             best=min(range(len(val)), key=val.__getitem__),
+            train=self._train_curve(),
         )
+
+    def _train_curve(self) -> dict[str, list]:
+        points = sorted(self.metrics.train + [r for r in self.metrics.records if _number(r.get("loss"))],
+                        key=lambda r: r["step"])
+        return {"steps": [int(r["step"]) for r in points],
+                "time": [float(r["elapsed"]) if _number(r.get("elapsed")) else None for r in points],
+                "tokens": [self.tokens_at(r["step"]) for r in points],
+                "loss": [float(r["loss"]) for r in points]}
 
     def no_evaluations(self) -> str:
         path = self.path / METRICS

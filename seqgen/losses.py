@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -20,6 +21,8 @@ import torch.nn.functional as F
 from seqgen.errors import CorpusError
 from seqgen.models import SeqModel
 from seqgen.objectives import SENTINELS, FimIds, psm, split_points
+
+Done = Optional[Callable[[int, int], None]]  # told (batches done, batches in all) as a reading goes on
 
 
 def stream_loss(model: SeqModel, tokens: np.ndarray, chunk: int = 256, device="cpu",
@@ -42,7 +45,7 @@ def segment_losses(losses: np.ndarray, segment: int = 2000) -> list[float]:
 
 @torch.no_grad()
 def token_losses(model: SeqModel, tokens: np.ndarray, chunk: int = 256, device="cpu",
-                 max_tokens: int | None = None, streams: int = 1) -> np.ndarray:
+                 max_tokens: int | None = None, streams: int = 1, done: Done = None) -> np.ndarray:
     """The loss of every predicted token (streams one after the other), as ``stream_loss`` reads them."""
     was = model.training
     model.eval()
@@ -55,20 +58,23 @@ def token_losses(model: SeqModel, tokens: np.ndarray, chunk: int = 256, device="
     rows = np.asarray(tokens[: streams * piece + 1], dtype=np.int64)
     starts = np.arange(streams) * piece
     state, parts = None, []
-    for i in range(0, piece, chunk):
+    total = -(-piece // chunk)
+    for k, i in enumerate(range(0, piece, chunk)):
         j = min(i + chunk, piece)
         idx = starts[:, None] + np.arange(i, j + 1)[None, :]
         xy = torch.as_tensor(rows[idx], device=device)  # (S, j - i + 1)
         logits, state = model(xy[:, :-1], state)
         loss = F.cross_entropy(logits.float().transpose(1, 2), xy[:, 1:], reduction="none")  # (S, j - i)
         parts.append(loss.cpu().numpy())
+        if done is not None:
+            done(k + 1, total)
     model.train(was)
     return np.concatenate(parts, axis=1).reshape(-1)
 
 
 @torch.no_grad()
 def windowed_loss(model: SeqModel, tokens: np.ndarray, window: int = 64, batch: int = 128,
-                  device="cpu") -> float:
+                  device="cpu", done: Done = None) -> float:
     """Mean loss over consecutive ``window``-token windows, each from empty context."""
     was = model.training
     model.eval()
@@ -84,13 +90,15 @@ def windowed_loss(model: SeqModel, tokens: np.ndarray, window: int = 64, batch: 
         xy = torch.as_tensor(np.asarray(tokens[idx], dtype=np.int64), device=device)
         logits, _ = model(xy[:, :-1])
         total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), xy[:, 1:].reshape(-1), reduction="sum").item()
+        if done is not None:
+            done(min(i + batch, n), n)
     model.train(was)
     return total / (n * window)
 
 
 @torch.no_grad()
 def infill_loss(model: SeqModel, tokens: np.ndarray, fim: FimIds, window: int = 128,
-                examples: int = 256, batch: int = 32, seed: int = 1234, device="cpu") -> float:
+                examples: int = 256, batch: int = 32, seed: int = 1234, device="cpu", done: Done = None) -> float:
     """Mean loss on the middle tokens of PSM examples cut at fixed places (a seeded draw)."""
     was = model.training
     model.eval()
@@ -120,6 +128,8 @@ def infill_loss(model: SeqModel, tokens: np.ndarray, fim: FimIds, window: int = 
         loss = F.cross_entropy(logits.transpose(1, 2), xb[:, 1:], reduction="none")
         total += loss[mb].sum().item()
         count += int(mb.sum())
+        if done is not None:
+            done(min(i + batch, examples), examples)
     model.train(was)
     return total / count
 

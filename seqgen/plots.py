@@ -117,7 +117,7 @@ def loss_curves(curves: Sequence[Curve], path: Path | str, x: str = "steps", siz
                           label=f"{c.name}: best {c.val_loss[c.best]:.3f} nats ({best_bits:.3f} bits)")
         handles.append(line)
         if train:
-            pts = [(a, b) for a, b in zip(xs, c.loss) if b is not None]
+            pts = [(a / scale, b) for a, b in c.train_points(x)]
             if pts:
                 ax.plot(*zip(*pts), "--", color=color, lw=1.2, alpha=0.7)
         bx, by = xs[c.best], c.val_loss[c.best]

@@ -35,6 +35,9 @@ from seqgen.objectives import FimIds, apply_objective, fim_rows
 from seqgen.runs import BEST, CONFIG, LAST, METRICS
 from seqgen.tokenizers import Tokenizer
 
+TRAIN_POINTS = 100  # training-loss records per run in metrics.jsonl (besides the evaluations), for the curves
+
+
 class Callback(Protocol):
     def on_start(self, info: dict) -> None: ...
     def on_step(self, info: dict) -> None: ...
@@ -296,6 +299,7 @@ class Trainer:
         t0 = time.perf_counter()
         elapsed = self.elapsed0
         next_eval = (math.floor(self.progress(elapsed) / cfg.eval_every) + 1) * cfg.eval_every
+        next_point = math.floor(self.progress(elapsed) * TRAIN_POINTS + 1) / TRAIN_POINTS
         tokens_seen, loss_ema, val = 0, None, None
         history: list[dict] = []
         interrupted = False
@@ -324,6 +328,10 @@ class Trainer:
                 if self.main and (self.progress(elapsed) >= next_eval or self.progress(elapsed) >= 1.0):
                     next_eval += cfg.eval_every
                     val = self._eval_and_save(info, elapsed, history)
+                elif self.main and info["progress"] >= next_point:  # the training curve between evaluations
+                    self.log({k: v for k, v in info.items() if k != "val_loss"} | {"event": "train", "time": time.time()})
+                if info["progress"] >= next_point:
+                    next_point = math.floor(info["progress"] * TRAIN_POINTS + 1) / TRAIN_POINTS
         except KeyboardInterrupt:
             interrupted = True
         except RuntimeError as e:

@@ -49,7 +49,10 @@ def test_train_writes_a_complete_run_folder(trained):
     cfg = json.loads((trained / "config.json").read_text())
     assert cfg["train"]["steps"] == 40 and cfg["model"]["type"] == "lstm"
     records = [json.loads(l) for l in (trained / "metrics.jsonl").read_text().splitlines()]
-    assert records and all(math.isfinite(r["val_loss"]) for r in records)
+    evals = [r for r in records if r["event"] == "eval"]
+    assert evals and all(math.isfinite(r["val_loss"]) for r in evals)
+    points = [r for r in records if r["event"] == "train"]  # the training curve between evaluations
+    assert len(points) + len(evals) == 40 and all("val_loss" not in r and math.isfinite(r["loss"]) for r in points)
     ckpt = ckpt_io.load(trained / "last.pt")
     assert ckpt.step == 40 and ckpt.tokenizer.encode("Speak")[0] >= 0
 
@@ -84,6 +87,18 @@ def test_eval_json_has_the_keys_scripts_rely_on(trained):
         assert key in d
     assert d["val_bits_per_token"] == pytest.approx(d["val_loss"] / math.log(2))
     assert d["step"] == 40 and d["tokens"] > 0
+
+
+def test_eval_reports_the_progress_of_each_loss(trained):
+    from seqgen.evaluate import evaluate_run
+
+    seen: dict[str, tuple[int, int]] = {}
+    result = evaluate_run(trained, device="cpu", infill_examples=64, progress=lambda t, d, n: seen.__setitem__(t, (d, n)))
+    losses = {t: v for t, v in seen.items() if "loss" in t}
+    assert set(losses) == {"loss, state carried", "loss, state reset every 2048 tokens", "loss, 64-token windows",
+                           "infill loss"}
+    assert all(done == total > 0 for done, total in losses.values())  # each ran to its end
+    assert losses["infill loss"] == (64, 64) and result["tokens"] > 0
 
 
 def test_eval_notes_a_drifting_state_only_when_carrying_it_hurts(trained, monkeypatch):

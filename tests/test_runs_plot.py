@@ -36,7 +36,8 @@ def assert_one_line_error(result, *fragments):
 
 
 def records(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    """The evaluations of a run (the training-curve points between them left out)."""
+    return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if r["event"] == "eval"]
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +91,16 @@ def test_runs_json_has_the_figures_of_each_run(workdir):
         assert d["problems"] == []
 
 
+def test_the_training_curve_has_a_point_between_evaluations(workdir):
+    from seqgen.history import load_run
+
+    curve = load_run(workdir / "runs" / "wide").curve()
+    steps = [x for x, _ in curve.train_points("steps")]
+    assert steps == list(range(1, 31))  # 30 steps: every step is a hundredth of the run or more
+    assert len(curve.steps) < 30 and set(curve.steps) <= set(steps)  # the evaluations are fewer
+    assert all(math.isfinite(loss) for _, loss in curve.train_points("time"))
+
+
 def test_runs_sorts_by_loss_and_by_date(workdir):
     by_loss = runs_json("--sort", "loss")
     assert [d["best_val_loss"] for d in by_loss] == sorted(d["best_val_loss"] for d in by_loss)
@@ -111,9 +122,10 @@ def test_runs_table_shows_name_loss_and_state(workdir):
 def test_a_run_with_budget_left_is_resumable(workdir):
     folder = workdir / "runs" / "wide"
     lines = (folder / "metrics.jsonl").read_text().splitlines()
-    (folder / "metrics.jsonl").write_text("\n".join(lines[:4]) + "\n")  # as if stopped at 40%
+    fourth = [i for i, line in enumerate(lines) if json.loads(line)["event"] == "eval"][3]
+    (folder / "metrics.jsonl").write_text("\n".join(lines[: fourth + 1]) + "\n")  # as if stopped at 40%
     d = {x["name"]: x for x in runs_json()}["wide"]
-    assert d["state"] == "resumable" and d["resumable"] and d["steps"] == json.loads(lines[3])["step"]
+    assert d["state"] == "resumable" and d["resumable"] and d["steps"] == json.loads(lines[fourth])["step"]
     (folder / "last.pt").unlink()
     assert {x["name"]: x for x in runs_json()}["wide"]["state"] == "no checkpoint"
 
@@ -149,12 +161,13 @@ def test_runs_user_errors_are_one_line(workdir):
 def test_damaged_metrics_lines_are_skipped_and_named(workdir):
     folder = workdir / "runs" / "wide"
     good = records(folder)
+    written = len((folder / "metrics.jsonl").read_text().splitlines())
     with open(folder / "metrics.jsonl", "a") as fh:
         fh.write('{"step": 31, "loss": 2.0, "val_lo')  # a run killed in the middle of a write
     d = {x["name"]: x for x in runs_json()}["wide"]
     assert d["evaluations"] == len(good) and d["steps"] == 30
     assert d["best_val_loss"] == pytest.approx(min(r["val_loss"] for r in good))
-    assert d["problems"] == [f"{Path('runs/wide/metrics.jsonl')}: skipped 1 damaged line (line {len(good) + 1})"]
+    assert d["problems"] == [f"{Path('runs/wide/metrics.jsonl')}: skipped 1 damaged line (line {written + 1})"]
     r = run("plot", "runs/wide")
     assert r.exit_code == 0, r.output
     assert "skipped 1 damaged line" in r.stderr and "best" in r.stdout

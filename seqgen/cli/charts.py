@@ -153,7 +153,7 @@ def loss_chart(curves, x: str = "steps", width: int = 60, height: int = 10) -> G
         style = COLORS[i % len(COLORS)]
         best_x, best_v = xs[c.best], c.val_loss[c.best]
         if len(curves) == 1:
-            tr = [(a, b) for a, b in zip(xs, c.loss) if b is not None]
+            tr = c.train_points(x)
             if tr:
                 series.append(Series("training", [a for a, _ in tr], [b for _, b in tr], "bright_black"))
                 legend.append("\u2501 training (moving average)  ", style="bright_black")
