@@ -3,6 +3,7 @@
     python bench/defaults_matrix.py                       # every row, the budgets below (about 25 minutes)
     python bench/defaults_matrix.py --rows bach,folk      # some rows
     python bench/defaults_matrix.py --scale 0.1 -- --seed 1   # shorter budgets; extra `seqgen train` options
+    python bench/defaults_matrix.py --rows none --corpus code=~/src/project@120   # other corpora (NAME=PATH@SECONDS)
 
 Rows (default settings, one run at a time): tinyshakespeare 2 and 5 minutes, its first 200 KB
 5 minutes, bach-chorales 5 minutes, folk-abc 5 minutes, and a folder of the MIDI files in
@@ -46,6 +47,8 @@ def seqgen(*args: str) -> str:
 
 
 def corpus(kind: str, tmp: Path) -> str:
+    if kind.startswith("path:"):
+        return kind[5:]
     if kind == "shakespeare":
         return str(SHAKESPEARE)
     if kind == "shakespeare-200k":
@@ -88,10 +91,18 @@ def main() -> None:
     ap.add_argument("--rows", default="", help="comma-separated row names or prefixes (default: all)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every budget (e.g. 0.1 for a smoke run)")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
+    ap.add_argument("--corpus", action="append", default=[], metavar="NAME=PATH[@SECONDS]",
+                    help="one more row: any corpus seqgen reads (a file, a folder, a built-in name); 120 s unless given")
     ap.add_argument("extra", nargs="*", help="more `seqgen train` options, after --")
     a = ap.parse_args()
     wanted = [w for w in a.rows.split(",") if w]
     rows = [r for r in ROWS if not wanted or any(r[0].startswith(w) for w in wanted)]
+    for spec in a.corpus:
+        name, _, rest = spec.partition("=")
+        path, _, secs = rest.rpartition("@") if "@" in rest else (rest, "", "")
+        if not name or not path:
+            raise SystemExit(f"--corpus wants NAME=PATH[@SECONDS], got {spec!r}")
+        rows.append((name, "path:" + str(Path(path).expanduser()), float(secs or 120)))
     if any(kind.startswith("shakespeare") for _, kind, _ in rows) and not SHAKESPEARE.exists():
         raise SystemExit(f"{SHAKESPEARE} not found")
     results = []

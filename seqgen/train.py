@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from seqgen import checkpoint as ckpt_io
-from seqgen.config import TrainConfig, choose_settings
+from seqgen.config import MEMORIZED, TrainConfig, choose_settings
 from seqgen.data.batches import StreamBatcher, random_windows
 from seqgen.data.cache import TokenData
 from seqgen.data.split import split
@@ -250,6 +250,15 @@ class Trainer:
         pitches = ids[(ids >= p0) & (ids < p0 + 128)].astype(np.int64) - p0
         return (int(pitches.min()), int(pitches.max())) if len(pitches) else (0, 127)
 
+    def patience_out(self, train_loss: float | None) -> bool:
+        """--patience evaluations without a better validation loss; when seqgen chose the patience
+        (a budget far larger than the corpus), also a training loss that shows memorizing."""
+        if self.cfg.patience is None or self.since_best < self.cfg.patience:
+            return False
+        if "patience" not in self.choices:
+            return True
+        return train_loss is not None and self.best is not None and train_loss < MEMORIZED * self.best
+
     def request_stop(self, signum: int) -> None:
         """Stop after the current step and save a checkpoint (what SIGTERM and SIGHUP ask)."""
         self.stop_signal = signum
@@ -306,7 +315,7 @@ class Trainer:
         try:
             while True:
                 progress, stop = self.progress(elapsed), self.stop_signal or 0
-                patience_out = float(self.cfg.patience is not None and self.since_best >= self.cfg.patience)
+                patience_out = float(self.patience_out(loss_ema))
                 if self.group is not None:  # rank 0 decides; every rank stops at the same step
                     progress, stop, patience_out = self.group.decide(progress, stop, patience_out)
                     if stop:  # a signal that reached rank 0 during the broadcast stays for the next step
@@ -349,7 +358,7 @@ class Trainer:
         if interrupted and self.main:
             self.checkpoint(elapsed, LAST)
         wall = time.perf_counter() - t0
-        early = self.cfg.patience is not None and self.since_best >= self.cfg.patience and not interrupted
+        early = self.patience_out(loss_ema) and not interrupted
         return TrainResult(self.step, elapsed, loss_ema or float("nan"), val, self.best,
                            tokens_seen / max(wall, 1e-9), interrupted, self.out, history, self.stop_signal,
                            self.best_step, early, self.choices)

@@ -94,3 +94,28 @@ def test_a_run_that_overfits_says_so_and_patience_stops_it(tmp_path):
     from seqgen import checkpoint as ckpt_io
 
     assert ckpt_io.load(tmp_path / "b" / "last.pt").step < 400
+
+
+def test_a_budget_far_beyond_the_corpus_evaluates_often_and_may_stop_early():
+    page, why = choose_settings(TrainConfig(time=60), train_tokens=3_600, kind="text", tokens_per_s=100_000)
+    assert (page.patience, page.eval_every) == (5, 0.02) and "training loss is under 70%" in why["patience"]
+    assert "epochs are more than a corpus this size can use" in why["patience"]
+    assert choose_settings(TrainConfig(steps=5_000), 3_600, "text")[0].patience is None  # --steps is exact
+    assert choose_settings(TrainConfig(time=60, patience=9), 3_600, "text", 100_000)[0].patience == 9
+    assert choose_settings(TrainConfig(time=60, eval_every=0.05), 3_600, "text", 100_000)[0].eval_every == 0.05
+    assert choose_settings(TrainConfig(time=60), 5_000_000, "text", 100_000)[0].patience is None
+
+
+def test_a_chosen_patience_stops_only_a_run_that_memorizes():
+    from types import SimpleNamespace
+
+    from seqgen.train import Trainer
+
+    def out(train_loss, chosen=True, since_best=5):
+        t = SimpleNamespace(cfg=TrainConfig(patience=5), since_best=since_best, best=2.0,
+                            choices={"patience": "chosen"} if chosen else {})
+        return Trainer.patience_out(t, train_loss)
+
+    assert out(0.6) and not out(0.6, since_best=4)
+    assert not out(1.9)  # validation is noisy but the model is not memorizing: train on
+    assert out(1.9, chosen=False)  # --patience given by the user: validation alone decides

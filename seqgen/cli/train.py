@@ -252,7 +252,7 @@ def _train(corpus: str, out: Path, encoding: str, resume: bool, quiet: bool, val
         f"({bits} bits/token)  {result.tokens_per_s:,.0f} tok/s  {result.elapsed:.0f}s  -> {out}"
     )
     if result.early_stopped:
-        err.print(f"stopped early: {cfg.patience} evaluations without a better validation loss "
+        err.print(f"stopped early: {trainer.cfg.patience} evaluations without a better validation loss "
                   f"(best at step {result.best_step}; best.pt holds it)")
     elif result.overfitting:
         err.print(f"[yellow]note:[/] validation was best at step {result.best_step} of {result.step} and got worse "
