@@ -23,7 +23,9 @@ dev: $(VENV)/.dev-installed
 
 # The main job: train a character model on the built-in folk-tune corpus (ABC notation)
 # for about a minute, print a sampled tune, then a short Bach-chorale MIDI run that composes.
+# Each time it starts afresh: the two run folders are this job's own, not kept from the last time.
 run: install
+	rm -rf runs/folk-abc runs/bach
 	$(BIN)/seqgen train folk-abc --time 60s --out runs/folk-abc
 	$(BIN)/seqgen sample runs/folk-abc --temp 0.8 --length 600 --prompt "X:1"
 	$(BIN)/seqgen train bach-chorales --time 60s --out runs/bach

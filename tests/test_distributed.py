@@ -113,6 +113,19 @@ def test_ctrl_c_to_the_launcher_leaves_one_usable_checkpoint(text_corpus, tmp_pa
     assert not _rank_pids(proc.pid)
 
 
+def test_sigterm_to_the_launcher_alone_saves_and_exits_143(text_corpus, tmp_path):
+    """What `kill PID`, `timeout` or a scheduler do: only the launcher gets the signal."""
+    run = tmp_path / "run"
+    proc = _start_long_run(text_corpus, run)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 143, stderr
+    assert "stopped by SIGTERM" in stderr and "--resume" in stderr, stderr
+    assert ckpt_io.load(run / "last.pt").step > 0
+    assert not list(run.glob(".*.tmp*")) and not _rank_pids(proc.pid)
+
+
 def test_a_crashing_rank_ends_the_job_within_seconds(text_corpus, tmp_path):
     run = tmp_path / "run"
     proc = _start_long_run(text_corpus, run)
