@@ -24,7 +24,7 @@ from datetime import timedelta
 import numpy as np
 import torch
 
-from seqgen.errors import ConfigError
+from seqgen.errors import ConfigError, DistributedError
 
 ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -36,9 +36,10 @@ def in_launched_process() -> bool:
 
 def launch(argv: list[str], processes: int) -> int:
     """Run ``python -m seqgen <argv>`` in ``processes`` processes through torchrun's own launcher
-    (in this process, so its failure report becomes an exit code rather than a traceback); return
-    the exit code. Ctrl-C and SIGTERM stop the launcher, which stops the processes with SIGTERM:
-    rank 0 saves a checkpoint first."""
+    (in this process, so its failure report becomes one line rather than a traceback). Returns 0,
+    or the exit code of a stop that a signal asked for (Ctrl-C and SIGTERM stop the launcher, which
+    stops the processes: rank 0 saves a checkpoint first); raises DistributedError naming the
+    process that failed."""
     import logging
 
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -48,7 +49,7 @@ def launch(argv: list[str], processes: int) -> int:
     if processes < 1:
         raise ConfigError(f"--devices must be at least 1, got {processes}")
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default for several processes
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # its failures become our line
     args = parse_args(["--standalone", f"--nproc-per-node={processes}", "--max-restarts=0",
                        "--monitor-interval=0.5", "-m", "seqgen", *argv])
     try:
@@ -56,11 +57,29 @@ def launch(argv: list[str], processes: int) -> int:
     except SignalException as e:
         return 128 + int(e.sigval)
     except ChildFailedError as e:
-        failures = e.failures
-        first = failures.get(0) or next(iter(failures.values()))
-        code = first.exitcode
-        return 128 - code if code < 0 else code  # a process killed by signal N reads as -N
+        codes = {rank: f.exitcode for rank, f in e.failures.items()}
+        if all(code in STOPPED for code in codes.values()):
+            return max(codes.values())  # every process saved or ended as a signal asked: a stop, not a failure
+        raise DistributedError(_first_failure(codes)) from None
     return 0
+
+
+STOPPED = (129, 130, 143)  # exit codes of a process that stopped as SIGHUP, SIGINT or SIGTERM asked (and saved)
+
+
+def _first_failure(codes: dict[int, int]) -> str:
+    """The failure that ended a launch, in words. A process killed by a signal other than SIGTERM
+    (SIGKILL from the OOM killer, a crash) is never the consequence of another's failure; an error
+    exit may be (the others see their peer gone and stop with an error); a SIGTERM is what the
+    launcher sends the others once one has failed."""
+    def cause(item: tuple[int, int]) -> int:
+        code = item[1]
+        return 0 if code < 0 and code != -signal.SIGTERM else 1 if code > 0 and code not in STOPPED else 2
+
+    rank, code = min(codes.items(), key=lambda item: (cause(item), item[0]))
+    if code < 0:
+        return f"the process of rank {rank} was killed by {signal.Signals(-code).name}"
+    return f"the process of rank {rank} ended with exit code {code} (its first error is above)"
 
 
 @dataclass

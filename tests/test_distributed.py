@@ -137,7 +137,19 @@ def test_a_crashing_rank_ends_the_job_within_seconds(text_corpus, tmp_path):
     took = time.monotonic() - t0
     assert proc.returncode != 0 and took < 30, (took, stderr[-2000:])
     assert "error:" in stderr and "Traceback" not in stderr, stderr[-3000:]
+    assert "the process of rank 1 was killed by SIGKILL" in stderr, stderr[-3000:]
     ckpt_io.load(run / "last.pt")  # what was saved still loads
+
+
+def test_the_launcher_names_the_cause_of_a_failure_not_its_consequences():
+    from seqgen.distributed import _first_failure
+
+    # rank 1 killed (OOM killer), rank 0 saw its peer gone and exited 1: the kill is the cause
+    assert _first_failure({0: 1, 1: -9}) == "the process of rank 1 was killed by SIGKILL"
+    # rank 1 raised; the launcher then sent SIGTERM to rank 0
+    assert _first_failure({0: -15, 1: 1}).startswith("the process of rank 1 ended with exit code 1")
+    # rank 0 saved on SIGTERM and exited 143, rank 1 aborted: still a failure of rank 1
+    assert _first_failure({0: 143, 1: -6}) == "the process of rank 1 was killed by SIGABRT"
 
 
 @pytest.mark.parametrize("opts", [["--precision", "bf16"], ["--compile"]], ids=["bf16", "compile"])

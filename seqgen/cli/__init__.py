@@ -63,4 +63,21 @@ _register()
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as e:
+        import os
+        import sys
+
+        if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+            # A process of a torchrun launch ends here, past the ranks' last barrier: it exits at
+            # once with its code, skipping the interpreter's teardown, where gloo's threads could
+            # abort the process ("terminate called without an active exception") after a run
+            # that went well, and the launcher would take that for a failure.
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            if not isinstance(e.code, (int, type(None))):
+                print(e.code, file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        raise

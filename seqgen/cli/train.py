@@ -145,12 +145,13 @@ def _launch(corpus: str, out: Optional[Path], encoding: str, resume: bool, quiet
             out = new_run_dir(data.source or "run")
     argv = ["train", corpus, "--out", str(out), "--encoding", encoding] + (["--resume"] if resume else [])
     argv += (["--quiet"] if quiet else []) + _option_argv(options)
-    code = launch(argv, values["devices"])
-    if code in (129, 130, 143):  # stopped by a signal: rank 0 saved and said how to resume
+    try:
+        code = launch(argv, values["devices"])
+    except DistributedError as e:
+        raise DistributedError(f"the training in {values['devices']} processes failed: {e}; what was saved is "
+                               f"in {out}: continue with --resume") from None
+    if code:  # stopped by a signal: rank 0 saved and said how to resume
         raise typer.Exit(code)
-    if code:
-        raise DistributedError(f"the training in {values['devices']} processes failed (exit code {code}; its "
-                               f"first error is above); what was saved is in {out}: continue with --resume")
 
 
 def _option_argv(options: dict) -> list[str]:
