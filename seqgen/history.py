@@ -4,9 +4,9 @@ A run folder holds ``config.json`` (the resolved configuration, written when tra
 ``metrics.jsonl`` (one JSON object per evaluation: step, loss (training EMA), lr, elapsed,
 progress, tokens_per_s, val_loss, val_bits, best, time, event "eval"; and between evaluations,
 about a hundred per run, the same without the validation figures, event "train") and the
-checkpoints ``last.pt`` and ``best.pt``. This module only reads JSON and looks at file names; it loads no checkpoint,
-so it needs neither torch nor music21 (the file names come from ``seqgen.runs``), and it
-returns plain data for the CLI to draw.
+checkpoints ``last.pt`` and ``best.pt``. This module only reads JSON and looks at file names;
+it loads no checkpoint, so it needs neither torch nor music21 (the file names come from
+``seqgen.runs``), and it returns plain data for the CLI to draw.
 
 A metrics line that is not a JSON object with a step and a validation loss (a run killed in the
 middle of a write, a damaged file) is skipped and counted, never raised.
@@ -148,7 +148,6 @@ class Curve:
     steps: list[int]
     elapsed: list[float]  # seconds of training
     tokens: list[int | None]  # tokens seen: step x batch x window (None when the config is unknown)
-    loss: list[float | None]  # training loss (moving average) at each evaluation
     val_loss: list[float]
     best: int
     train: dict[str, list] = field(default_factory=dict)  # the training curve: steps, time, tokens, loss
@@ -234,7 +233,6 @@ class Run:
             steps=[int(r["step"]) for r in recs],
             elapsed=[float(r["elapsed"]) if _number(r.get("elapsed")) else math.nan for r in recs],
             tokens=[self.tokens_at(r["step"]) for r in recs],
-            loss=[float(r["loss"]) if _number(r.get("loss")) else None for r in recs],
             val_loss=val,
             best=min(range(len(val)), key=val.__getitem__),
             train=self._train_curve(),
