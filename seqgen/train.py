@@ -330,17 +330,17 @@ class Trainer:
                 if not math.isfinite(lv):
                     raise ConfigError(f"training diverged at step {self.step} (loss {lv}); try a lower --lr")
                 wall = time.perf_counter() - t0
+                done = min(1.0, self.progress(elapsed))
                 info = {"step": self.step, "loss": loss_ema, "lr": self.opt.param_groups[0]["lr"], "elapsed": elapsed,
-                        "progress": min(1.0, self.progress(elapsed)), "tokens_per_s": tokens_seen / max(wall, 1e-9),
-                        "val_loss": val}
+                        "progress": done, "tokens_per_s": tokens_seen / max(wall, 1e-9), "val_loss": val}
                 self.cb.on_step(info)
-                if self.main and (self.progress(elapsed) >= next_eval or self.progress(elapsed) >= 1.0):
+                if self.main and (done >= next_eval or done >= 1.0):
                     next_eval += cfg.eval_every
                     val = self._eval_and_save(info, elapsed, history)
-                elif self.main and info["progress"] >= next_point:  # the training curve between evaluations
+                elif self.main and done >= next_point:  # the training curve between evaluations
                     self.log({k: v for k, v in info.items() if k != "val_loss"} | {"event": "train", "time": time.time()})
-                if info["progress"] >= next_point:
-                    next_point = math.floor(info["progress"] * TRAIN_POINTS + 1) / TRAIN_POINTS
+                if done >= next_point:
+                    next_point = math.floor(done * TRAIN_POINTS + 1) / TRAIN_POINTS
         except KeyboardInterrupt:
             interrupted = True
         except RuntimeError as e:
