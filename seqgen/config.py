@@ -52,6 +52,7 @@ BATCHING = ("auto", "stream", "random")
 ATTN_SCORES = ("dot", "general", "concat")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SPLITS = ("auto", "tail", "documents")
+DEFAULT_TEMPERATURE = 0.8  # one default for sample, infill, compose (llama.cpp's default too)
 
 
 def parse_duration(text: str | None) -> float | None:

@@ -13,6 +13,7 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
+from seqgen.config import DEFAULT_TEMPERATURE
 from seqgen.errors import ConfigError, SeqgenError
 from seqgen.objectives import FimIds, infill_prompt
 

@@ -266,3 +266,18 @@ def test_a_checkpoint_with_a_pickled_object_is_refused_as_such(trained, tmp_path
     payload["extra"] = {"hook": math.dist}  # any object beyond tensors and plain data
     torch.save(payload, tmp_path / "evil.pt")
     assert_clean_error(run("sample", tmp_path / "evil.pt"), "objects other than tensors", "could run code")
+
+
+def test_generation_options_are_declared_once():
+    """sample, infill and compose share each generation option: one flag, help text and default."""
+    import inspect
+
+    from seqgen.cli import compose, infill, sample
+    from seqgen.config import DEFAULT_TEMPERATURE
+
+    commands = [sample.sample, infill.infill, compose.compose]
+    for name in ("temp", "top_k", "top_p", "seed", "device", "threads"):
+        params = [inspect.signature(c).parameters[name] for c in commands]
+        assert len({id(p.annotation) for p in params}) == 1, name
+        assert len({p.default for p in params}) == 1, name
+    assert inspect.signature(infill.infill).parameters["temp"].default == DEFAULT_TEMPERATURE

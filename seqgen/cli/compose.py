@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from seqgen.device import GENERATE_DEVICE, GENERATE_THREADS
+from seqgen.cli._options import (DEFAULT_TEMPERATURE, GENERATE_DEVICE, GENERATE_THREADS, Device, RunArg, Seed,
+                                 Temp, Threads, TopK, TopP)
 from seqgen.cli._util import err, out
 
 
@@ -34,26 +35,25 @@ def parse_bars(text: str | None) -> tuple[int, int] | int | None:
 
 
 def compose(
-    run: Annotated[Optional[Path], typer.Argument(help="Run folder, checkpoint or ONNX bundle (default: the most recent run).")] = None,
+    run: RunArg = None,
     bars: Annotated[Optional[str], typer.Option(help="Bars to write (default 16); with --infill, the bars to rewrite, e.g. 5-8.")] = None,
     length: Annotated[Optional[int], typer.Option(help="Tokens to write instead of a number of bars (characters for an ABC model).")] = None,
     tempo: Annotated[Optional[float], typer.Option(help="Tempo of the file written, in quarter notes per minute.")] = None,
-    temp: Annotated[float, typer.Option(help="Temperature; 0 means greedy.")] = 1.0,
-    top_k: Annotated[Optional[int], typer.Option(help="Sample only from the k most likely tokens.")] = None,
-    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling threshold.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed repeats the piece.")] = None,
+    temp: Temp = DEFAULT_TEMPERATURE,
+    top_k: TopK = None,
+    top_p: TopP = None,
+    seed: Seed = None,
     prime: Annotated[Optional[Path], typer.Option(help="Continue this MIDI/MusicXML/ABC file.")] = None,
     infill: Annotated[Optional[Path], typer.Option(help="Rewrite --bars A-B of this file, keeping the rest (runs trained with infilling).")] = None,
     out_path: Annotated[Path, typer.Option("--out", help="File to write: .mid, .midi, .musicxml, .xml or .mxl.")] = Path("composition.mid"),
     roll: Annotated[bool, typer.Option("--roll/--no-roll", help="Show the piano roll of the result.")] = True,
     png: Annotated[Optional[Path], typer.Option("--png", help="Also draw the piano roll as a picture: .png, .svg or .pdf (needs the plot extra, matplotlib).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda (generation defaults to the CPU: see seqgen.device).")] = GENERATE_DEVICE,
-    threads: Annotated[int, typer.Option(help="CPU threads for torch (one is fastest for one-token steps).")] = GENERATE_THREADS,
+    device: Device = GENERATE_DEVICE,
+    threads: Threads = GENERATE_THREADS,
 ) -> None:
     """Compose music with a trained run and write it to --out."""
     import numpy as np
 
-    from seqgen.device import set_threads
     from seqgen.engines.load import open_generator
     from seqgen.errors import ConfigError
     from seqgen.compose import compose as make, infill_bars, load_piece
@@ -82,8 +82,7 @@ def compose(
         image_format(png)
         require_matplotlib()
     rng = np.random.default_rng(seed)
-    gen = open_generator(run, device=device)
-    set_threads(threads)
+    gen = open_generator(run, device=device, threads=threads)
     if infill is not None:
         source = load_piece(infill)
         piece = infill_bars(gen, source, span[0], span[1], temp, top_k, top_p, rng)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from seqgen.device import GENERATE_DEVICE, GENERATE_THREADS
+from seqgen.cli._options import DEFAULT_TEMPERATURE, GENERATE_DEVICE, GENERATE_THREADS, Device, Seed, Temp, Threads, TopK, TopP
 
 
 def infill(
@@ -17,19 +17,18 @@ def infill(
     prefix: Annotated[str, typer.Option(help="Text before the gap.")] = "",
     suffix: Annotated[str, typer.Option(help="Text after the gap.")] = "",
     max_length: Annotated[int, typer.Option(help="Longest middle to write, in tokens.")] = 200,
-    temp: Annotated[float, typer.Option(help="Temperature; 0 means greedy.")] = 0.8,
-    top_k: Annotated[Optional[int], typer.Option(help="Sample only from the k most likely tokens.")] = None,
-    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling threshold.")] = None,
+    temp: Temp = DEFAULT_TEMPERATURE,
+    top_k: TopK = None,
+    top_p: TopP = None,
     num: Annotated[int, typer.Option(help="Number of candidate middles.")] = 1,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    seed: Seed = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON with prefix, middle and suffix.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda (generation defaults to the CPU: see seqgen.device).")] = GENERATE_DEVICE,
-    threads: Annotated[int, typer.Option(help="CPU threads for torch (one is fastest for one-token steps).")] = GENERATE_THREADS,
+    device: Device = GENERATE_DEVICE,
+    threads: Threads = GENERATE_THREADS,
 ) -> None:
     """Fill in the middle: print what goes between --prefix and --suffix."""
     import numpy as np
 
-    from seqgen.device import set_threads
     from seqgen.engines.load import open_generator
     from seqgen.errors import ConfigError
     from seqgen.sampling import check_options, require_infill
@@ -38,8 +37,7 @@ def infill(
     check_options(temp, top_k, top_p)
     if max_length < 1 or num < 1:
         raise ConfigError(f"--max-length and --num must be at least 1, got {max_length} and {num}")
-    gen = open_generator(run, device=device)
-    set_threads(threads)
+    gen = open_generator(run, device=device, threads=threads)
     require_infill(gen)
     tok = gen.tokenizer
     middles = fill(gen, tok.encode(prefix), tok.encode(suffix), max_length, temp, top_k, top_p,

@@ -8,26 +8,26 @@ from typing import Annotated, Optional
 
 import typer
 
-from seqgen.device import GENERATE_DEVICE, GENERATE_THREADS
+from seqgen.cli._options import (DEFAULT_TEMPERATURE, GENERATE_DEVICE, GENERATE_THREADS, Device, RunArg, Seed,
+                                 Temp, Threads, TopK, TopP)
 
 
 def sample(
-    run: Annotated[Optional[Path], typer.Argument(help="Run folder, checkpoint or ONNX bundle (default: the most recent run).")] = None,
+    run: RunArg = None,
     prompt: Annotated[Optional[str], typer.Option(help="Text to continue (default: a newline).")] = None,
     prompt_file: Annotated[Optional[Path], typer.Option(help="Read the prompt from this UTF-8 file.")] = None,
     length: Annotated[int, typer.Option(help="Tokens to generate per sample.")] = 500,
-    temp: Annotated[float, typer.Option(help="Temperature; 0 means greedy (always the most likely token).")] = 1.0,
-    top_k: Annotated[Optional[int], typer.Option(help="Sample only from the k most likely tokens.")] = None,
-    top_p: Annotated[Optional[float], typer.Option(help="Sample only from the smallest set of tokens whose probability reaches p.")] = None,
+    temp: Temp = DEFAULT_TEMPERATURE,
+    top_k: TopK = None,
+    top_p: TopP = None,
     num: Annotated[int, typer.Option(help="Number of samples.")] = 1,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed repeats the output.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda (generation defaults to the CPU: see seqgen.device).")] = GENERATE_DEVICE,
-    threads: Annotated[int, typer.Option(help="CPU threads for torch (one is fastest for one-token steps).")] = GENERATE_THREADS,
+    seed: Seed = None,
+    device: Device = GENERATE_DEVICE,
+    threads: Threads = GENERATE_THREADS,
 ) -> None:
     """Sample text, streaming it to stdout as it is generated."""
     import numpy as np
 
-    from seqgen.device import set_threads
     from seqgen.engines.load import open_generator
     from seqgen.errors import ConfigError, SeqgenError
     from seqgen.sampling import check_options, complete
@@ -42,8 +42,7 @@ def sample(
             prompt = prompt_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise SeqgenError(f"cannot read prompt file {prompt_file}: {e}") from None
-    gen = open_generator(run, device=device)
-    set_threads(threads)
+    gen = open_generator(run, device=device, threads=threads)
     tok = gen.tokenizer
     if tok.kind != "text":
         raise SeqgenError(f"{gen.source} is a music model; use `seqgen compose` to write MIDI")

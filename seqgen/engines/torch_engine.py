@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from seqgen import checkpoint as ckpt_io
-from seqgen.device import GENERATE_DEVICE, resolve_device
+from seqgen.device import GENERATE_DEVICE, resolve_device, set_threads
 from seqgen.engines.base import Generator
 from seqgen.models import SeqModel
 
@@ -28,8 +28,9 @@ class TorchEngine:
         return logits[:, -1].float().cpu().numpy(), state
 
 
-def open_torch(path: Path, device: str = GENERATE_DEVICE) -> Generator:
-    """A ``Generator`` over a checkpoint file's model."""
+def open_torch(path: Path, device: str = GENERATE_DEVICE, threads: int | None = None) -> Generator:
+    """A ``Generator`` over a checkpoint file's model, on ``threads`` CPU threads (None: torch's choice)."""
+    set_threads(threads)
     dev = resolve_device(device)
     ckpt = ckpt_io.load(path, device=dev)
     return Generator(
