@@ -17,6 +17,7 @@ from seqgen.engines.base import Generator
 from seqgen.engines.torch_engine import TorchEngine
 from seqgen.errors import CorpusError
 from seqgen.losses import bits, infill_loss, segment_losses, token_losses, windowed_loss
+from seqgen.music.metrics import compare_sets
 from seqgen.music.stats import compare, piece_stats, summarize
 from seqgen.objectives import FimIds
 
@@ -26,7 +27,7 @@ SEGMENT = 2000  # tokens per value of val_loss_by_segment
 
 def evaluate_run(run: Path | None, which: str = "best", corpus: str | None = None, device: str = TRAIN_DEVICE,
                  infill_examples: int = 512, compositions: int = 8, progress: Progress | None = None,
-                 report: Report | None = None) -> dict:
+                 report: Report | None = None, copies: bool = True) -> dict:
     """Every loss of a run on the whole validation split of its corpus, as a JSON-able dict."""
     ckpt = open_checkpoint(run, which, device=device)
     dev = next(ckpt.model.parameters()).device
@@ -69,14 +70,47 @@ def evaluate_run(run: Path | None, which: str = "best", corpus: str | None = Non
     if ckpt.train.objective != "causal" and len(val) > window:
         result["infill_loss"] = infill_loss(model, val, FimIds.of(ckpt.tokenizer), window=window,
                                             examples=infill_examples, device=dev, done=step("infill loss"))
+    made: list = []
     if ckpt.tokenizer.kind == "music":
-        result.update(music_statistics(ckpt.tokenizer, model, val, ckpt, device=dev, compositions=compositions))
+        stats, made = music_statistics(ckpt.tokenizer, model, val, ckpt, device=dev, compositions=compositions)
+        result.update(stats)
+    if copies:
+        result["copies"] = copy_figures(data, ckpt, model, dev, made, samples=compositions)
     return result
 
 
+def copy_figures(data, ckpt, model, device, compositions: list, samples: int = 8, length: int = 500,
+                 seed: int = 0) -> dict:
+    """The copy check of the run's own output: its compositions (music), or ``samples`` samples
+    of ``length`` characters from a newline (text); the longest stretch and the mean share."""
+    from seqgen.copies import MAX_INDEX_TOKENS, training_index
+    from seqgen.sampling import complete
+
+    if len(data) > MAX_INDEX_TOKENS:
+        return {"checked": 0, "why": f"the corpus has more than {MAX_INDEX_TOKENS:,} tokens"}
+    index = training_index(data, ckpt.train.val_fraction, ckpt.train.split)
+    tok = ckpt.tokenizer
+    if tok.kind == "music":
+        outputs = compositions
+    else:
+        gen = Generator(TorchEngine(model, device), tok, model.config.to_dict()["type"], ckpt.train.objective, source=None)
+        rng = np.random.default_rng(seed)
+        start = tok.encode(tok.default_prompt())
+        steps = list(complete(gen, start, length, 1.0, None, None, rng, batch=samples))
+        outputs = list(np.stack(steps, axis=1))  # (samples, length)
+    found = [index.check(o) for o in outputs]
+    if not found:
+        return {"checked": 0}
+    best = max(found, key=lambda c: c.longest)
+    return {"checked": len(found), "unit": best.unit, "longest": best.longest, "where": best.where,
+            "longest_mean": round(float(np.mean([c.longest for c in found])), 2),
+            "share": round(float(np.mean([c.share for c in found])), 4), "span": best.span}
+
+
 def music_statistics(tokenizer, model, val: np.ndarray, ckpt, device="cpu", compositions: int = 8, bars: int = 8,
-                     seed: int = 0) -> dict:
-    """For ``seqgen eval``: compositions sampled from ``model`` against the held-out pieces."""
+                     seed: int = 0) -> tuple[dict, list]:
+    """For ``seqgen eval``: compositions sampled from ``model`` against the held-out pieces (and
+    the compositions)."""
     pieces = held_out_pieces(val, 0) or [np.asarray(val, dtype=np.int64)]
     held = [tokenizer.decode(ids) for ids in pieces]
     bars_seen = sum(p.info["bars"] for p in held)
@@ -93,4 +127,5 @@ def music_statistics(tokenizer, model, val: np.ndarray, ckpt, device="cpu", comp
         "generated": summarize(gen_stats), "held_out": summarize(ref_stats),
         "distance": compare(gen_stats, ref_stats),
         "grammar_repairs": int(sum(p.info["dropped_tokens"] + p.info["notes_cut"] for p in made)),
-    }}
+        "literature": compare_sets(made, held),  # MusPy's measures, and their overlap per bar
+    }}, made

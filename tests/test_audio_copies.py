@@ -247,3 +247,30 @@ def test_infill_json_checks_the_middles(text_run):
     assert len(rows) == 2
     for r in rows:
         assert r["copies"]["unit"] == "characters" and r["copies"]["longest"] <= len(r["middle"])
+
+
+# ---- seqgen eval -------------------------------------------------------------------------
+def test_eval_json_has_the_literature_measures_and_the_copy_check(music_run):
+    from seqgen.music.metrics import MEASURES
+
+    result = runner.invoke(app, ["eval", str(music_run), "--json", "--device", "cpu", "--compositions", "2"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    lit = report["music"]["literature"]
+    assert set(lit["generated"]) == set(lit["held_out"]) == set(lit["overlap_per_bar"]) == set(MEASURES)
+    assert 3.0 <= lit["held_out"]["polyphony"] <= 4.0  # held-out chorales: four voices
+    assert all(v is None or 0.0 <= v <= 1.0 for v in lit["overlap_per_bar"].values())
+    copies = report["copies"]
+    assert copies["checked"] == 2 and copies["unit"] == "notes" and 0.0 <= copies["share"] <= 1.0
+    result = runner.invoke(app, ["eval", str(music_run), "--json", "--device", "cpu", "--compositions", "1",
+                                 "--no-check-copies"])
+    assert result.exit_code == 0 and "copies" not in json.loads(result.stdout)
+
+
+def test_eval_json_checks_samples_of_a_text_run(text_run):
+    _, run = text_run
+    result = runner.invoke(app, ["eval", str(run), "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    copies = json.loads(result.stdout)["copies"]
+    assert copies["checked"] == 8 and copies["unit"] == "characters" and copies["span"] == 20
+    assert copies["longest"] < 20  # a 3-step model copies nothing

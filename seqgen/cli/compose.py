@@ -125,7 +125,7 @@ def compose(
     if as_json:
         import json
 
-        result = {**written, "notes": len(piece), "bars": piece.info.get("bars"), "seconds": round(piece.seconds(), 3)}
+        result = {**written, "notes": len(piece), "seconds": round(piece.seconds(), 3)}
         if copies is not None:
             result["copies"] = copies[0]
         out.print(json.dumps(result), markup=False, highlight=False)
