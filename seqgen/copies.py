@@ -28,12 +28,13 @@ from seqgen.data.split import documents
 from seqgen.fileio import atomic_path
 from seqgen.music.piece import DRUMS, Piece
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: the suffixes' 8-byte keys are stored
 TEXT_SPAN = 20  # characters per text pattern
 MUSIC_SPAN = 8  # notes per music pattern
 STEPS_PER_QUARTER = 24  # onset steps are quantized to 1/24 of a quarter note
 MAX_INDEX_TOKENS = 20_000_000  # the default check indexes training sets up to this many tokens (about 3 s to build)
 MAX_QUERY = 4096  # the longest stretch compared at one position (symbols)
+KEY = 64  # symbols compared in the first binary search at each position
 
 
 @dataclass
@@ -73,10 +74,15 @@ class CopyIndex:
     vocab: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # music: sorted raw symbols
     bar_from: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))  # music: bar of each symbol's first note
     bar_to: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))  # and of its second
+    keys: np.ndarray | None = None  # (N,) the first 8 bytes of each suffix in suffix-array order (uint64)
 
     def __post_init__(self) -> None:
         self._bytes = self.symbols.tobytes()
         self._w = self.symbols.dtype.itemsize
+        # a memoryview indexes to Python ints, faster than an array (for the binary searches)
+        self._sa_view = memoryview(np.ascontiguousarray(self.sa, dtype=np.int64))
+        if self.keys is None:
+            self.keys = prefix_keys(self._bytes, len(self.symbols), self._w, self.sa)
 
     # ---- building -------------------------------------------------------------------------
     @classmethod
@@ -123,7 +129,7 @@ class CopyIndex:
             with open(tmp, "wb") as fh:
                 np.savez(fh, kind=np.array(self.kind), symbols=self.symbols, sa=self.sa, starts=self.starts,
                          names=np.array(json.dumps(self.names)), offsets=self.offsets, vocab=self.vocab,
-                         bar_from=self.bar_from, bar_to=self.bar_to, format=np.array(INDEX_FORMAT))
+                         bar_from=self.bar_from, bar_to=self.bar_to, keys=self.keys, format=np.array(INDEX_FORMAT))
         return Path(path)
 
     @classmethod
@@ -133,7 +139,7 @@ class CopyIndex:
                 if int(z["format"]) != INDEX_FORMAT:
                     return None
                 return cls(str(z["kind"]), z["symbols"], z["sa"], z["starts"], json.loads(str(z["names"])),
-                           z["offsets"], z["vocab"], z["bar_from"], z["bar_to"])
+                           z["offsets"], z["vocab"], z["bar_from"], z["bar_to"], z["keys"])
         except (OSError, ValueError, KeyError):  # a damaged or older file is rebuilt
             return None
 
@@ -162,27 +168,67 @@ class CopyIndex:
 
     def matching_statistics(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ms, at): for each position i of ``query``, the length of the longest prefix of query[i:]
-        that occurs in the training sequence, and one place where it does."""
-        w, data, sa, sym = self._w, self._bytes, self.sa, self.symbols
-        q = np.ascontiguousarray(query, dtype=sym.dtype)
-        qb = q.tobytes()
-        n = len(q)
+        that occurs in the training sequence, and one place where it does.
+
+        The longest match is with a neighbour of the query's place in the suffix array. That place
+        is found for every position at once on the suffixes' first 8 bytes (``np.searchsorted`` over
+        ``keys``); only positions that share all 8 with some suffix go on to a binary search within
+        those suffixes, comparing bytes slices (memcmp), and a match's length is found by galloping."""
+        w, data, sa = self._w, self._bytes, self._sa_view
+        qb = np.ascontiguousarray(query, dtype=self.symbols.dtype).tobytes()
+        n = len(query)
         ms = np.zeros(n, dtype=np.int64)
         at = np.zeros(n, dtype=np.int64)
-        if not len(sa):
+        if not len(self.sa) or not n:
             return ms, at
-        for i in range(n):
-            m = min(n - i, MAX_QUERY)
-            key = qb[i * w : (i + m) * w]
-            k = bisect_left(sa, key, key=lambda p: data[p * w : (p + m) * w])
-            for j in (k - 1, k):  # the longest common prefix is with a neighbour of the insertion point
-                if 0 <= j < len(sa):
-                    p = int(sa[j])
-                    a = sym[p : p + m]
-                    diff = np.flatnonzero(a != q[i : i + len(a)])
-                    lcp = int(diff[0]) if len(diff) else len(a)
-                    if lcp > ms[i]:
-                        ms[i], at[i] = lcp, p
+        qkeys = prefix_keys(qb, n, w)
+        lo = np.searchsorted(self.keys, qkeys, side="left")
+        hi = np.searchsorted(self.keys, qkeys, side="right")
+        rest = np.minimum(n - np.arange(n), MAX_QUERY)
+        # positions no suffix shares 8 bytes with: the lcp is within the keys of the two neighbours
+        short = np.flatnonzero(lo == hi)
+        best = np.zeros(len(short), dtype=np.int64)
+        place = np.zeros(len(short), dtype=np.int64)
+        for nb in (lo[short] - 1, lo[short]):
+            ok = (nb >= 0) & (nb < len(self.sa))
+            nbc = np.clip(nb, 0, len(self.sa) - 1)
+            diff = (qkeys[short] ^ self.keys[nbc]).astype(">u8").view(np.uint8).reshape(-1, 8)
+            same = np.where(diff.any(axis=1), np.argmax(diff != 0, axis=1), 8) // w
+            same = np.where(ok, np.minimum(same, rest[short]), 0)
+            better = same > best
+            best = np.where(better, same, best)
+            place = np.where(better, self.sa[nbc], place)
+        ms[short], at[short] = best, place
+
+        def lcp(p: int, i: int, limit: int, known: int) -> int:
+            lo_, hi_ = known, max(2 * known, 1)
+            while hi_ <= limit and data[p * w : (p + hi_) * w] == qb[i * w : (i + hi_) * w]:
+                lo_, hi_ = hi_, hi_ * 2
+            hi_ = min(hi_, limit + 1)
+            while hi_ - lo_ > 1:
+                mid = (lo_ + hi_) // 2
+                if data[p * w : (p + mid) * w] == qb[i * w : (i + mid) * w]:
+                    lo_ = mid
+                else:
+                    hi_ = mid
+            return lo_
+
+        for i in np.flatnonzero(lo < hi).tolist():  # a stretch of 8 bytes or more occurs in training
+            a, b, r = int(lo[i]), int(hi[i]), int(rest[i])
+            known = min(8 // w, r)
+            for m in ((KEY, r) if r > KEY else (r,)):
+                key = qb[i * w : (i + m) * w]
+                k = bisect_left(sa, key, a, b, key=lambda p, m=m: data[p * w : (p + m) * w])
+                top, where = 0, 0
+                for j in (k - 1, k):
+                    if a <= j < b:
+                        p = sa[j]
+                        length = lcp(p, i, r, known)
+                        if length > top:
+                            top, where = length, p
+                ms[i], at[i] = top, where
+                if top < m:
+                    break
         return ms, at
 
     def _where(self, p: int, length: int) -> dict:
@@ -190,6 +236,17 @@ class CopyIndex:
         if self.kind == "music":
             return {"document": self.names[d], "bars": [int(self.bar_from[p]), int(self.bar_to[p + length - 1])]}
         return {"document": self.names[d], "offset": int(self.offsets[d] + p - self.starts[d])}
+
+
+def prefix_keys(data: bytes, n: int, w: int, starts: np.ndarray | None = None) -> np.ndarray:
+    """(len(starts),) the first 8 bytes after each symbol start (default: every one of ``n``) as
+    big-endian uint64, zero past the end: sorted as the suffixes are."""
+    u8 = np.frombuffer(data + bytes(8), dtype=np.uint8)
+    at = (np.arange(n, dtype=np.int64) if starts is None else np.asarray(starts, dtype=np.int64)) * w
+    keys = np.zeros(len(at), dtype=np.uint64)
+    for k in range(8):
+        keys = (keys << np.uint64(8)) | u8[at + k].astype(np.uint64)
+    return keys
 
 
 def text_ids(tokenizer, text: str) -> np.ndarray:
