@@ -29,7 +29,8 @@ def test_each_measure_of_a_tiny_piece():
     assert mx.empty_beat_rate(p) == pytest.approx(2 / 8)  # beats 6 and 7 of 8 are silent
     # sounding: 48 steps of one pitch, 24 of two, then 24 + 24 + 24 of one; 48 silent
     assert mx.polyphony(p) == pytest.approx((48 + 48 + 24 + 24 + 24) / (48 + 24 + 24 + 24 + 24))
-    assert mx.polyphony_rate(p) == pytest.approx(24 / 192)
+    assert mx.polyphony_rate(p) == 0.0  # never more than two at once
+    assert mx.polyphony_rate(p, threshold=1) == pytest.approx(24 / 192)
     # onsets at steps {0, 24, 48} then {0, 72}: they differ at 24, 48 and 72 of 96 steps
     assert mx.groove_consistency(p) == pytest.approx(1 - 3 / 96)
     assert set(mx.measures(p)) == set(mx.MEASURES)
@@ -42,7 +43,7 @@ def test_measures_bar_by_bar():
     assert rows["scale_consistency"] == pytest.approx([1.0, 1.0])  # C# major holds C (as B#)
     assert rows["empty_beat_rate"] == pytest.approx([0.0, 0.5])
     assert rows["polyphony"] == pytest.approx([120 / 96, 1.0])
-    assert rows["polyphony_rate"] == pytest.approx([24 / 96, 0.0])
+    assert rows["polyphony_rate"] == [0.0, 0.0]
     assert rows["groove_consistency"] == pytest.approx([1 - 3 / 96])
 
 
@@ -86,7 +87,7 @@ def test_compare_sets_puts_both_sets_side_by_side():
     assert all(v == pytest.approx(1.0, abs=1e-3) for v in same["overlap_per_bar"].values())
     other = mx.compare_sets([q], [p])
     assert other["generated"]["pitch_range"] == 14 and other["held_out"]["pitch_range"] == 12
-    assert other["overlap_per_bar"]["polyphony_rate"] < 0.5  # q never sounds two notes; p's first bar does
+    assert other["overlap_per_bar"]["pitch_range"] < 0.5  # q's bars span 6 and 6 semitones, p's 12 and 1
 
 
 def test_a_chorale_looks_like_one():
@@ -96,5 +97,31 @@ def test_a_chorale_looks_like_one():
     p = from_music21(music21.corpus.parse("bwv66.6"))
     values = mx.measures(p)
     assert values["scale_consistency"] > 0.9  # F# minor, with a few accidentals
-    assert 3.0 <= values["polyphony"] <= 4.0 and values["polyphony_rate"] > 0.9  # four voices
+    assert 3.0 <= values["polyphony"] <= 4.0 and values["polyphony_rate"] > 0.8  # four voices
     assert values["empty_beat_rate"] < 0.1  # the pickup's padding only
+
+
+def test_a_three_note_chord_counts_for_the_polyphony_rate():
+    p = Piece.from_notes([(0, 48, 60), (0, 48, 64), (0, 24, 67), (48, 48, 72)], tpq=24)
+    assert mx.polyphony_rate(p) == pytest.approx(24 / 96)  # three pitches for the first beat only
+    assert mx.polyphony(p) == pytest.approx((24 * 3 + 24 * 2 + 48) / 96)
+
+
+def test_the_measures_agree_with_muspy_on_real_files(music_dir, tmp_path):
+    """Optional (MusPy 0.5.0 is not a dependency): the same values as MusPy on real MIDI files, but
+    for the documented edge of empty beats and groove (one beat or bar past the end)."""
+    muspy = pytest.importorskip("muspy", reason="MusPy is not installed (pip install muspy==0.5.0)")
+    from seqgen.music.files import read_midi
+
+    files = [f for f in sorted(music_dir.glob("*.mid")) if f.name != "example_is_drum.mid"]
+    assert files
+    for f in files:
+        m, p = muspy.read_midi(f), read_midi(f)
+        m.adjust_resolution(mx.STEPS)
+        for name in ("pitch_range", "pitch_class_entropy", "scale_consistency", "polyphony", "polyphony_rate"):
+            assert getattr(mx, name)(p) == pytest.approx(getattr(muspy, name)(m), abs=1e-9), (f.name, name)
+        assert mx.empty_beat_rate(p) == pytest.approx(muspy.empty_beat_rate(m), abs=0.02), f.name
+        n, d = p.time_sigs[0, 1:].tolist() if len(p.time_sigs) else (4, 4)
+        theirs = muspy.groove_consistency(m, mx.STEPS * 4 * n // d)
+        if theirs == theirs:  # MusPy gives nan for a piece shorter than two bars
+            assert mx.groove_consistency(p) == pytest.approx(theirs, abs=0.01), f.name

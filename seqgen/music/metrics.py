@@ -15,7 +15,14 @@ pitch measure; ``empty_beat_rate`` counts them, as MusPy does.
   bars, divided by the steps per bar;
 - empty_beat_rate: share of beats (quarter notes) in which no note sounds;
 - polyphony: mean number of pitches sounding at the steps where at least one sounds;
-- polyphony_rate: share of steps where at least two pitches sound.
+- polyphony_rate: share of steps where more than two pitches sound (MusPy's code: threshold 2,
+  compared strictly, though its docstring says "multiple pitches").
+
+Checked against MusPy 0.5.0 on the MIDI files in ../shared/music and five chorales
+(tests/test_metrics.py, when MusPy is installed): equal on all but two measures, where the
+edges differ on purpose: MusPy's empty-beat rate and groove consistency count one beat (bar)
+past the end, and a note ending on a beat line fills the next beat; here only the beats and
+whole bars the piece covers count (differences up to 0.013 and 0.003 on those files).
 """
 
 from __future__ import annotations
@@ -77,9 +84,9 @@ def polyphony(piece: Piece) -> float:
     return float(n[n > 0].mean()) if (n > 0).any() else 0.0
 
 
-def polyphony_rate(piece: Piece) -> float:
+def polyphony_rate(piece: Piece, threshold: int = 2) -> float:
     n = _roll(piece).sum(axis=1)
-    return float((n >= 2).mean()) if len(n) else 0.0
+    return float((n > threshold).mean()) if len(n) else 0.0
 
 
 def empty_beat_rate(piece: Piece, start: int = 0, end: int | None = None) -> float:
@@ -157,7 +164,7 @@ def per_bar(piece: Piece) -> dict[str, list[float]]:
             rows[name].append(f(bar))
         n = _roll(bar, 0, b - a).sum(axis=1)
         rows["polyphony"].append(float(n[n > 0].mean()) if (n > 0).any() else 0.0)
-        rows["polyphony_rate"].append(float((n >= 2).mean()) if len(n) else 0.0)
+        rows["polyphony_rate"].append(float((n > 2).mean()) if len(n) else 0.0)
     rows["groove_consistency"] = groove_pairs(piece)
     return rows
 
