@@ -98,7 +98,8 @@ class CopyIndex:
             offsets.append(0)
             at += length
         raw = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        symbols = _narrow(raw + 1)  # 0 is kept free: the sample's unknown characters never match it
+        # 0 is kept free, so that the sample's unknown characters match nothing; the width holds every id
+        symbols = _narrow(raw + 1, top=data.tokenizer.vocab_size + 1)
         return cls("text", symbols, suffix_array(symbols), np.asarray(starts, dtype=np.int64), names,
                    np.asarray(offsets, dtype=np.int64))
 
@@ -149,11 +150,14 @@ class CopyIndex:
         if self.kind == "music":
             raw, *_ = note_symbols(sample)
             pos = np.searchsorted(self.vocab, raw)
-            found = (pos < len(self.vocab)) & (self.vocab[np.minimum(pos, max(len(self.vocab) - 1, 0))] == raw) if len(self.vocab) else np.zeros(len(raw), bool)
-            query = np.where(found, pos + 1, len(self.vocab) + 1)  # unseen symbols match nothing
+            known = np.zeros(len(raw), dtype=bool)
+            inside = pos < len(self.vocab)
+            known[inside] = self.vocab[pos[inside]] == raw[inside]
+            query = np.where(known, pos + 1, len(self.vocab) + 1)  # a symbol training never has matches nothing
         else:
             query = np.asarray(sample, dtype=np.int64) + 1
-        query = query.astype(self.symbols.dtype)
+        top = np.iinfo(self.symbols.dtype.newbyteorder("=")).max
+        query = np.where((query >= 0) & (query <= top), query, 0).astype(self.symbols.dtype)  # 0 matches no text
         ms, at = self.matching_statistics(query)
         span = MUSIC_SPAN - 1 if self.kind == "music" else TEXT_SPAN  # symbols per pattern
         patterns = max(0, len(query) - span + 1)
