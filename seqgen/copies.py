@@ -342,6 +342,8 @@ def run_index(spec: str | None, tokenizer, val_fraction: float, mode: str, encod
         data = load_corpus(spec, encoding=encoding, tokenizer=tokenizer)
     except SeqgenError as e:
         return None, f"its training corpus {spec} is not at hand ({str(e).splitlines()[0][:100]})"
+    except ImportError as e:  # a music corpus read where music21 is not installed (an ONNX-only machine)
+        return None, f"its training corpus {spec} cannot be read here ({e})"
     if len(data) > limit:
         return None, f"its training corpus has {len(data):,} tokens, more than the {limit:,} indexed by default"
     return training_index(data, val_fraction, mode), ""

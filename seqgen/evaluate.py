@@ -17,7 +17,7 @@ from seqgen.engines.base import Generator
 from seqgen.engines.torch_engine import TorchEngine
 from seqgen.errors import CorpusError
 from seqgen.losses import bits, infill_loss, segment_losses, token_losses, windowed_loss
-from seqgen.music.metrics import compare_sets
+from seqgen.music.metrics import bar_spans, compare_sets
 from seqgen.music.stats import compare, piece_stats, summarize
 from seqgen.objectives import FimIds
 
@@ -71,18 +71,22 @@ def evaluate_run(run: Path | None, which: str = "best", corpus: str | None = Non
         result["infill_loss"] = infill_loss(model, val, FimIds.of(ckpt.tokenizer), window=window,
                                             examples=infill_examples, device=dev, done=step("infill loss"))
     made: list = []
+    held: list = []
     if ckpt.tokenizer.kind == "music":
-        stats, made = music_statistics(ckpt.tokenizer, model, val, ckpt, device=dev, compositions=compositions)
+        stats, made, held = music_statistics(ckpt.tokenizer, model, val, ckpt, device=dev, compositions=compositions)
         result.update(stats)
     if copies:
-        result["copies"] = copy_figures(data, ckpt, model, dev, made, samples=compositions)
+        result["copies"] = copy_figures(data, ckpt, model, dev, made, held, val, samples=compositions)
     return result
 
 
-def copy_figures(data, ckpt, model, device, compositions: list, samples: int = 8, length: int = 500,
-                 seed: int = 0) -> dict:
-    """The copy check of the run's own output: its compositions (music), or ``samples`` samples
-    of ``length`` characters from a newline (text); the longest stretch and the mean share."""
+def copy_figures(data, ckpt, model, device, compositions: list, held: list, val: np.ndarray, samples: int = 8,
+                 length: int = 500, seed: int = 0) -> dict:
+    """The copy check of the run's own output: its compositions (music), or ``samples`` samples of
+    ``length`` characters from the default prompt (text); the longest stretch found in training,
+    where, and the mean share of patterns. ``held_out`` is the same check of held-out data of the
+    same size (pieces cut to the compositions' bars, or stretches of the validation text): what
+    a corpus shares with itself without any copying, to read the run's figures against."""
     from seqgen.copies import MAX_INDEX_TOKENS, training_index
     from seqgen.sampling import complete
 
@@ -91,14 +95,21 @@ def copy_figures(data, ckpt, model, device, compositions: list, samples: int = 8
     index = training_index(data, ckpt.train.val_fraction, ckpt.train.split)
     tok = ckpt.tokenizer
     if tok.kind == "music":
-        outputs = compositions
+        outputs, reference = compositions, held
     else:
         gen = Generator(TorchEngine(model, device), tok, model.config.to_dict()["type"], ckpt.train.objective, source=None)
-        rng = np.random.default_rng(seed)
-        start = tok.encode(tok.default_prompt())
-        steps = list(complete(gen, start, length, 1.0, None, None, rng, batch=samples))
+        steps = list(complete(gen, tok.encode(tok.default_prompt()), length, 1.0, None, None,
+                              np.random.default_rng(seed), batch=samples))
         outputs = list(np.stack(steps, axis=1))  # (samples, length)
-    found = [index.check(o) for o in outputs]
+        starts = np.linspace(0, max(0, len(val) - length), samples).astype(int)
+        reference = [np.asarray(val[a : a + length], dtype=np.int64) for a in starts]
+    result = _figures([index.check(o) for o in outputs])
+    if result["checked"]:
+        result["held_out"] = _figures([index.check(r) for r in reference])
+    return result
+
+
+def _figures(found: list) -> dict:
     if not found:
         return {"checked": 0}
     best = max(found, key=lambda c: c.longest)
@@ -107,10 +118,16 @@ def copy_figures(data, ckpt, model, device, compositions: list, samples: int = 8
             "share": round(float(np.mean([c.share for c in found])), 4), "span": best.span}
 
 
+def _first_bars(piece, bars: int):
+    """``piece`` up to the end of bar ``bars``."""
+    spans = bar_spans(piece)
+    return piece if len(spans) <= bars else piece.select(piece.time < spans[bars][0])
+
+
 def music_statistics(tokenizer, model, val: np.ndarray, ckpt, device="cpu", compositions: int = 8, bars: int = 8,
-                     seed: int = 0) -> tuple[dict, list]:
+                     seed: int = 0) -> tuple[dict, list, list]:
     """For ``seqgen eval``: compositions sampled from ``model`` against the held-out pieces (and
-    the compositions)."""
+    the compositions, and the held-out pieces cut to as many bars)."""
     pieces = held_out_pieces(val, 0) or [np.asarray(val, dtype=np.int64)]
     held = [tokenizer.decode(ids) for ids in pieces]
     bars_seen = sum(p.info["bars"] for p in held)
@@ -128,4 +145,4 @@ def music_statistics(tokenizer, model, val: np.ndarray, ckpt, device="cpu", comp
         "distance": compare(gen_stats, ref_stats),
         "grammar_repairs": int(sum(p.info["dropped_tokens"] + p.info["notes_cut"] for p in made)),
         "literature": compare_sets(made, held),  # MusPy's measures, and their overlap per bar
-    }}, made
+    }}, made, [_first_bars(p, bars) for p in held]

@@ -262,6 +262,7 @@ def test_eval_json_has_the_literature_measures_and_the_copy_check(music_run):
     assert all(v is None or 0.0 <= v <= 1.0 for v in lit["overlap_per_bar"].values())
     copies = report["copies"]
     assert copies["checked"] == 2 and copies["unit"] == "notes" and 0.0 <= copies["share"] <= 1.0
+    assert copies["held_out"]["checked"] >= 1 and copies["held_out"]["unit"] == "notes"
     result = runner.invoke(app, ["eval", str(music_run), "--json", "--device", "cpu", "--compositions", "1",
                                  "--no-check-copies"])
     assert result.exit_code == 0 and "copies" not in json.loads(result.stdout)
@@ -274,3 +275,6 @@ def test_eval_json_checks_samples_of_a_text_run(text_run):
     copies = json.loads(result.stdout)["copies"]
     assert copies["checked"] == 8 and copies["unit"] == "characters" and copies["span"] == 20
     assert copies["longest"] < 20  # a 3-step model copies nothing
+    # held-out text of the same size: the validation tail (the ROMEO line is only there) and the
+    # play's repeated lines, which it shares with training by the hundred characters
+    assert copies["held_out"]["checked"] == 8 and copies["held_out"]["longest"] >= 100
