@@ -22,7 +22,8 @@ install: $(VENV)/.installed
 dev: $(VENV)/.dev-installed
 
 # The main job: train a character model on the built-in folk-tune corpus (ABC notation)
-# for about a minute, print a sampled tune, then a short Bach-chorale MIDI run that composes.
+# for about a minute, print a sampled tune, then a short Bach-chorale MIDI run that composes
+# (and renders the chorale to a WAV when a SoundFont is installed).
 # Each time it starts afresh: the two run folders are this job's own, not kept from the last time.
 run: install
 	rm -rf runs/folk-abc runs/bach
@@ -30,6 +31,11 @@ run: install
 	$(BIN)/seqgen sample runs/folk-abc --temp 0.8 --length 600 --prompt "X:1"
 	$(BIN)/seqgen train bach-chorales --time 60s --out runs/bach
 	$(BIN)/seqgen compose runs/bach --bars 8 --out runs/bach/chorale.mid
+	@if $(BIN)/python -c "from seqgen.music.audio import find_soundfont; find_soundfont()" 2>/dev/null; then \
+		$(BIN)/seqgen render runs/bach/chorale.mid runs/bach/chorale.wav; \
+	else \
+		echo "no SoundFont for a WAV of the chorale: sudo apt-get install timgm6mb-soundfont (or set SEQGEN_SOUNDFONT), then seqgen render runs/bach/chorale.mid runs/bach/chorale.wav"; \
+	fi
 
 test: dev
 	$(BIN)/lint-imports --no-cache

@@ -49,3 +49,7 @@ class RunLockedError(SeqgenError):
 
 class DistributedError(SeqgenError):
     """A process of a multi-process training ended, or the processes cannot agree."""
+
+
+class SoundFontError(SeqgenError):
+    """No SoundFont to render audio with, or one that cannot be read."""

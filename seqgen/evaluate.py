@@ -15,6 +15,7 @@ from seqgen.device import TRAIN_DEVICE
 from seqgen.engines.base import Generator
 from seqgen.engines.torch_engine import TorchEngine
 from seqgen.losses import bits, infill_loss, segment_losses, token_losses, windowed_loss
+from seqgen.music.metrics import bar_spans, compare_sets
 from seqgen.music.stats import compare, piece_stats, summarize
 from seqgen.objectives import FimIds
 
@@ -24,7 +25,7 @@ SEGMENT = 2000  # tokens per value of val_loss_by_segment
 
 def evaluate_run(run: Path | None, which: str = "best", corpus: str | None = None, device: str = TRAIN_DEVICE,
                  infill_examples: int = 512, compositions: int = 8, progress: Progress | None = None,
-                 report: Report | None = None) -> dict:
+                 report: Report | None = None, copies: bool = True) -> dict:
     """Every loss of a run on the whole validation split of its corpus, as a JSON-able dict."""
     ckpt = open_checkpoint(run, which, device=device)
     dev = next(ckpt.model.parameters()).device
@@ -62,14 +63,64 @@ def evaluate_run(run: Path | None, which: str = "best", corpus: str | None = Non
     if ckpt.train.objective != "causal" and len(val) > window:
         result["infill_loss"] = infill_loss(model, val, FimIds.of(ckpt.tokenizer), window=window,
                                             examples=infill_examples, device=dev, done=step("infill loss"))
+    made: list = []
+    held: list = []
     if ckpt.tokenizer.kind == "music":
-        result.update(music_statistics(ckpt.tokenizer, model, val, ckpt, device=dev, compositions=compositions))
+        stats, made, held = music_statistics(ckpt.tokenizer, model, val, ckpt, device=dev, compositions=compositions)
+        result.update(stats)
+    if copies:
+        result["copies"] = copy_figures(data, ckpt, model, dev, made, held, val, samples=compositions)
     return result
 
 
+def copy_figures(data, ckpt, model, device, compositions: list, held: list, val: np.ndarray, samples: int = 8,
+                 length: int = 500, seed: int = 0) -> dict:
+    """The copy check of the run's own output: its compositions (music), or ``samples`` samples of
+    ``length`` characters from the default prompt (text); the longest stretch found in training,
+    where, and the mean share of patterns. ``held_out`` is the same check of held-out data of the
+    same size (pieces cut to the compositions' bars, or stretches of the validation text): what
+    a corpus shares with itself without any copying, to read the run's figures against."""
+    from seqgen.copies import MAX_INDEX_TOKENS, training_index
+    from seqgen.sampling import complete
+
+    if len(data) > MAX_INDEX_TOKENS:
+        return {"checked": 0, "why": f"the corpus has more than {MAX_INDEX_TOKENS:,} tokens"}
+    index = training_index(data, ckpt.train.val_fraction, ckpt.train.split)
+    tok = ckpt.tokenizer
+    if tok.kind == "music":
+        outputs, reference = compositions, held
+    else:
+        gen = Generator(TorchEngine(model, device), tok, model.config.to_dict()["type"], ckpt.train.objective, source=None)
+        steps = list(complete(gen, tok.encode(tok.default_prompt()), length, 1.0, None, None,
+                              np.random.default_rng(seed), batch=samples))
+        outputs = list(np.stack(steps, axis=1))  # (samples, length)
+        starts = np.linspace(0, max(0, len(val) - length), samples).astype(int)
+        reference = [np.asarray(val[a : a + length], dtype=np.int64) for a in starts]
+    result = _figures([index.check(o) for o in outputs])
+    if result["checked"]:
+        result["held_out"] = _figures([index.check(r) for r in reference])
+    return result
+
+
+def _figures(found: list) -> dict:
+    if not found:
+        return {"checked": 0}
+    best = max(found, key=lambda c: c.longest)
+    return {"checked": len(found), "unit": best.unit, "longest": best.longest, "where": best.where,
+            "longest_mean": round(float(np.mean([c.longest for c in found])), 2),
+            "share": round(float(np.mean([c.share for c in found])), 4), "span": best.span}
+
+
+def _first_bars(piece, bars: int):
+    """``piece`` up to the end of bar ``bars``."""
+    spans = bar_spans(piece)
+    return piece if len(spans) <= bars else piece.select(piece.time < spans[bars][0])
+
+
 def music_statistics(tokenizer, model, val: np.ndarray, ckpt, device="cpu", compositions: int = 8, bars: int = 8,
-                     seed: int = 0) -> dict:
-    """For ``seqgen eval``: compositions sampled from ``model`` against the held-out pieces."""
+                     seed: int = 0) -> tuple[dict, list, list]:
+    """For ``seqgen eval``: compositions sampled from ``model`` against the held-out pieces (and
+    the compositions, and the held-out pieces cut to as many bars)."""
     pieces = held_out_pieces(val, 0) or [np.asarray(val, dtype=np.int64)]
     held = [tokenizer.decode(ids) for ids in pieces]
     bars_seen = sum(p.info["bars"] for p in held)
@@ -86,4 +137,5 @@ def music_statistics(tokenizer, model, val: np.ndarray, ckpt, device="cpu", comp
         "generated": summarize(gen_stats), "held_out": summarize(ref_stats),
         "distance": compare(gen_stats, ref_stats),
         "grammar_repairs": int(sum(p.info["dropped_tokens"] + p.info["notes_cut"] for p in made)),
-    }}
+        "literature": compare_sets(made, held),  # MusPy's measures, and their overlap per bar
+    }}, made, [_first_bars(p, bars) for p in held]

@@ -53,10 +53,11 @@ def _register() -> None:
     app.command()(export.export)
     app.command()(bench.bench)
     app.add_typer(corpus.app, name="corpus")
-    from seqgen.cli import plot, runs
+    from seqgen.cli import plot, render, runs
 
     app.command(name="runs")(runs.runs)
     app.command(no_args_is_help=True)(plot.plot)
+    app.command(no_args_is_help=True)(render.render)
 
 
 _register()

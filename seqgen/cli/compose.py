@@ -10,7 +10,10 @@ import typer
 
 from seqgen.cli._options import (DEFAULT_TEMPERATURE, GENERATE_DEVICE, GENERATE_THREADS, Device, RunArg, Seed,
                                  Temp, Threads, TopK, TopP)
+from seqgen.cli._copies import CheckCopies
+from seqgen.cli._copies import check as check_copies_of
 from seqgen.cli._util import err, out
+from seqgen.cli.render import SoundFont
 
 
 
@@ -48,6 +51,10 @@ def compose(
     out_path: Annotated[Path, typer.Option("--out", help="File to write: .mid, .midi, .musicxml, .xml or .mxl.")] = Path("composition.mid"),
     roll: Annotated[bool, typer.Option("--roll/--no-roll", help="Show the piano roll of the result.")] = True,
     png: Annotated[Optional[Path], typer.Option("--png", help="Also draw the piano roll as a picture: .png, .svg or .pdf (needs the plot extra, matplotlib).")] = None,
+    wav: Annotated[Optional[Path], typer.Option("--wav", help="Also render the result to this WAV file through a SoundFont.")] = None,
+    soundfont: SoundFont = None,
+    check_copies: CheckCopies = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (files written, notes, copies) instead of the piano roll.")] = False,
     device: Device = GENERATE_DEVICE,
     threads: Threads = GENERATE_THREADS,
 ) -> None:
@@ -76,6 +83,11 @@ def compose(
         raise ConfigError("give --bars or --length, not both")
     if out_path.suffix.lower() not in (".mid", ".midi", ".musicxml", ".xml", ".mxl"):
         raise ConfigError(f"--out {out_path.name}: expected a .mid, .midi, .musicxml, .xml or .mxl file name")
+    if wav is not None:
+        from seqgen.music.audio import check_audio_path, find_soundfont
+
+        check_audio_path(wav)
+        soundfont = find_soundfont(soundfont)  # before composing: a missing SoundFont is known at once
     if png is not None:
         from seqgen.plots import image_format, require_matplotlib
 
@@ -100,6 +112,24 @@ def compose(
     if not len(piece):
         err.print("[yellow]the model wrote no notes; the file is silent (train longer or raise --temp)[/]")
     path = write_piece(piece, out_path)
+    copies = check_copies_of(gen, check_copies, [piece.info.get("abc", "") if gen.tokenizer.kind == "text" else piece])
+    written = {"midi" if path.suffix.lower() in (".mid", ".midi") else "musicxml": str(path)}
+    if wav is not None:
+        from seqgen.cli.render import write_audio
+
+        written["wav"] = str(write_audio(piece, wav, soundfont))
+    if png is not None:
+        from seqgen.plots import piano_roll as roll_picture
+
+        written["png"] = str(roll_picture(piece, png, title=path.name))
+    if as_json:
+        import json
+
+        result = {**written, "notes": len(piece), "seconds": round(piece.seconds(), 3)}
+        if copies is not None:
+            result["copies"] = copies[0]
+        out.print(json.dumps(result), markup=False, highlight=False)
+        return
     if roll:
         from seqgen.cli._render import piano_roll
         from seqgen.music.roll import summary
@@ -107,8 +137,5 @@ def compose(
         width = max(40, min(120, out.width - 8))
         out.print(piano_roll(piece, width=width))
         out.print(summary(piece))
-    out.print(f"wrote {path}")
-    if png is not None:
-        from seqgen.plots import piano_roll as roll_picture
-
-        out.print(f"wrote {roll_picture(piece, png, title=path.name)}")
+    for name in written.values():
+        out.print(f"wrote {name}")

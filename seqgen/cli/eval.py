@@ -19,6 +19,7 @@ def evaluate(
     corpus: Annotated[Optional[str], typer.Option(help="Corpus to evaluate on (default: the run's own).")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda.")] = TRAIN_DEVICE,
     compositions: Annotated[int, typer.Option(help="Music runs: pieces composed to compare with the held-out ones.")] = 8,
+    check_copies: Annotated[bool, typer.Option("--check-copies/--no-check-copies", help="Check the run's compositions (or 8 samples of 500 characters) for copies of its training data.")] = True,
 ) -> None:
     """Evaluate a run on its whole validation split (the last --val-fraction of the corpus).
 
@@ -40,7 +41,7 @@ def evaluate(
         raise ConfigError(f"--compositions must be at least 1, got {compositions}")
     with corpus_feedback() as feedback:
         result = evaluate_run(run, which="last" if last else "best", corpus=corpus, device=device,
-                              compositions=compositions, **feedback)
+                              compositions=compositions, copies=check_copies, **feedback)
     if result["val_loss"] > result["val_loss_windowed"]:
         err.print("[yellow]note:[/] val_loss is above the windowed loss: this model drifts over long texts "
                   "(reading more context makes it worse); very long samples may degrade", soft_wrap=True)

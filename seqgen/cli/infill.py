@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from seqgen.cli._copies import CheckCopies, check
 from seqgen.cli._options import DEFAULT_TEMPERATURE, GENERATE_DEVICE, GENERATE_THREADS, Device, Seed, Temp, Threads, TopK, TopP
 
 
@@ -23,6 +24,7 @@ def infill(
     num: Annotated[int, typer.Option(help="Number of candidate middles.")] = 1,
     seed: Seed = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON with prefix, middle and suffix.")] = False,
+    check_copies: CheckCopies = None,
     device: Device = GENERATE_DEVICE,
     threads: Threads = GENERATE_THREADS,
 ) -> None:
@@ -43,8 +45,11 @@ def infill(
     middles = fill(gen, tok.encode(prefix), tok.encode(suffix), max_length, temp, top_k, top_p,
                    np.random.default_rng(seed), batch=num)
     texts = [tok.decode(m) for m in middles]
+    copies = check(gen, check_copies, texts)  # the middles: the prefix and suffix are the user's
     if as_json:
         rows = [{"prefix": prefix, "middle": t, "suffix": suffix} for t in texts]
+        for row, c in zip(rows, copies or []):
+            row["copies"] = c
         sys.stdout.write(json.dumps(rows[0] if num == 1 else rows, ensure_ascii=False) + "\n")
         return
     for i, t in enumerate(texts):

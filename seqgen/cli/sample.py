@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from seqgen.cli._copies import CheckCopies, finish_samples
 from seqgen.cli._options import (DEFAULT_TEMPERATURE, GENERATE_DEVICE, GENERATE_THREADS, Device, RunArg, Seed,
                                  Temp, Threads, TopK, TopP)
 
@@ -22,6 +23,8 @@ def sample(
     top_p: TopP = None,
     num: Annotated[int, typer.Option(help="Number of samples.")] = 1,
     seed: Seed = None,
+    check_copies: CheckCopies = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (the samples, and the copy check) instead of streaming text.")] = False,
     device: Device = GENERATE_DEVICE,
     threads: Threads = GENERATE_THREADS,
 ) -> None:
@@ -49,13 +52,17 @@ def sample(
     text = prompt if prompt else tok.default_prompt()
     ids = tok.encode(text)
     rng = np.random.default_rng(seed)
-    write = sys.stdout.write
+    write = (lambda _: None) if as_json else sys.stdout.write
+    texts = []
     for i in range(num):
         if i:
             write("\n" + "-" * 40 + "\n")
         write(prompt or "")
+        texts.append("")
         for step in complete(gen, ids, length, temp, top_k, top_p, rng):
+            texts[-1] += tok.decode(step)
             write(tok.decode(step))
             sys.stdout.flush()
         write("\n")
     sys.stdout.flush()
+    finish_samples(gen, check_copies, texts, as_json, prompt=prompt or "")

@@ -399,6 +399,9 @@ def bundle_meta(ckpt, layout: list[dict], report: ExportReport, source: str | No
         "state": layout,
         "sampling": dict(SAMPLING_DEFAULTS),
         "quantize": report.quantize,
+        # the training corpus, so that a bundle's samples can be checked for copies of it
+        "corpus": {"spec": ckpt.extra.get("corpus"), "encoding": ckpt.extra.get("encoding", "utf-8"),
+                   "val_fraction": ckpt.train.val_fraction, "split": ckpt.train.split},
         "export": {
             "exporter": report.exporter,
             "opset": report.opset,
