@@ -158,7 +158,7 @@ def test_the_check_is_quiet_on_an_unrelated_piece(music_run):
 
     gen = open_generator(music_run)
     ckpt = gen.info["checkpoint"]
-    index, why = run_index(ckpt.extra["corpus"], gen.tokenizer, ckpt.train.val_fraction, ckpt.train.split)
+    index, why = run_index(ckpt.corpus, gen.tokenizer, ckpt.train.val_fraction, ckpt.train.split)
     assert index is not None, why
     other = index.check(from_music21(corpus.parse("bwv103.6")))  # a chorale outside the training set
     assert other.longest < 12 and other.share < 0.1
@@ -192,7 +192,7 @@ def test_a_text_copy_is_reported_with_its_offset(text_run):
     corpus, run = text_run
     gen = open_generator(run)
     ckpt = gen.info["checkpoint"]
-    index, why = run_index(ckpt.extra["corpus"], gen.tokenizer, ckpt.train.val_fraction, ckpt.train.split)
+    index, why = run_index(ckpt.corpus, gen.tokenizer, ckpt.train.val_fraction, ckpt.train.split)
     assert index is not None, why
     text = corpus.read_text(encoding="utf-8")
     line = "You are all resolved rather to die than to famish?"
@@ -216,7 +216,7 @@ def test_sample_json_carries_the_copy_check_and_it_is_quiet_on_noise(text_run):
     assert len(rows) == 2 and all(len(r["text"]) == 120 for r in rows)
     gen = open_generator(run)
     ckpt = gen.info["checkpoint"]
-    index, _ = run_index(ckpt.extra["corpus"], gen.tokenizer, ckpt.train.val_fraction, ckpt.train.split)
+    index, _ = run_index(ckpt.corpus, gen.tokenizer, ckpt.train.val_fraction, ckpt.train.split)
     for r in rows:  # the reported figures are the check of the text printed
         assert r["copies"] == index.check(text_ids(gen.tokenizer, r["text"])).to_dict()
         assert r["copies"]["longest"] < 20 and r["copies"]["share"] == 0.0  # a 3-step model writes noise

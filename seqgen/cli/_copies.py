@@ -18,7 +18,7 @@ def corpus_of(gen) -> dict:
     """What a generator records of its training corpus: spec, encoding, val_fraction, split."""
     ckpt = gen.info.get("checkpoint")
     if ckpt is not None:
-        return {"spec": ckpt.extra.get("corpus"), "encoding": ckpt.extra.get("encoding", "utf-8"),
+        return {"spec": ckpt.corpus, "encoding": ckpt.encoding,
                 "val_fraction": ckpt.train.val_fraction, "split": ckpt.train.split}
     return dict((gen.info.get("bundle") or {}).get("corpus") or {})
 

@@ -400,7 +400,7 @@ def bundle_meta(ckpt, layout: list[dict], report: ExportReport, source: str | No
         "sampling": dict(SAMPLING_DEFAULTS),
         "quantize": report.quantize,
         # the training corpus, so that a bundle's samples can be checked for copies of it
-        "corpus": {"spec": ckpt.extra.get("corpus"), "encoding": ckpt.extra.get("encoding", "utf-8"),
+        "corpus": {"spec": ckpt.corpus, "encoding": ckpt.encoding,
                    "val_fraction": ckpt.train.val_fraction, "split": ckpt.train.split},
         "export": {
             "exporter": report.exporter,
