@@ -135,6 +135,9 @@ def test_stop_ends_the_output_before_the_first_stop_string(runs):
     assert streamed.exit_code == 0 and streamed.stdout == "All" + cut + "\n"  # no character of the stop leaks
     (never,) = sample_json(runs["lstm"], *base, "--stop", "QQQQQQ")
     assert never == free
+    (long,) = sample_json(runs["lstm"], *base, "--length", 400)
+    (line,) = sample_json(runs["lstm"], *base, "--length", 400, "--stop", "\\n")  # typed in a shell as \n
+    assert "\n" in long["text"] and line["text"] == long["text"].split("\n")[0]
     r = run("infill", runs["lstm"], "--prefix", "All", "--suffix", "speak", "--json", "--seed", 1, "--stop", "e")
     assert r.exit_code == 0, r.output
     middle = json.loads(r.stdout)

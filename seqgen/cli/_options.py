@@ -30,7 +30,8 @@ RepeatWindow = Annotated[int, typer.Option(help="Tokens --repetition-penalty loo
 NoRepeatNgram = Annotated[Optional[int], typer.Option(
     help="Never repeat an n-gram of this many tokens already in the text (0 = off; whitespace exempt).")]
 Stop = Annotated[Optional[list[str]], typer.Option(
-    "--stop", help="End the output before this text (repeatable: the first one found wins).")]
+    "--stop", help="End the output before this text (repeatable: the first one found wins; "
+                   "\\n, \\t and \\\\ are a newline, a tab and a backslash).")]
 Logprobs = Annotated[bool, typer.Option(
     "--logprobs", help="With --json: each token's log-probability under the model (natural log).")]
 Seed = Annotated[Optional[int], typer.Option(help="Random seed: the same seed repeats the output.")]
@@ -49,6 +50,19 @@ def sampling_options(temp: float, top_k: int | None, top_p: float | None, min_p:
                            no_repeat_ngram=no_repeat_ngram).check()
 
 
+def unescape(text: str) -> str:
+    """``\\n``, ``\\t`` and ``\\\\`` typed in a shell argument as a newline, a tab and a backslash."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "nt\\":
+            out.append({"n": "\n", "t": "\t", "\\": "\\"}[text[i + 1]])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
 __all__ = ["DEFAULTS", "DEFAULT_REPEAT_WINDOW", "DEFAULT_TEMPERATURE", "GENERATE_DEVICE", "GENERATE_THREADS",
            "Device", "Logprobs", "MinP", "NoRepeatNgram", "RepeatWindow", "RepetitionPenalty", "RunArg", "Seed",
-           "Stop", "Temp", "Threads", "TopK", "TopP", "sampling_options"]
+           "Stop", "Temp", "Threads", "TopK", "TopP", "sampling_options", "unescape"]

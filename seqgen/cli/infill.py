@@ -11,7 +11,7 @@ import typer
 
 from seqgen.cli._options import (DEFAULTS, GENERATE_DEVICE, GENERATE_THREADS, Device, Logprobs, MinP,
                                  NoRepeatNgram, RepeatWindow, RepetitionPenalty, Seed, Stop, Temp, Threads, TopK,
-                                 TopP, sampling_options)
+                                 TopP, sampling_options, unescape)
 
 
 def infill(
@@ -43,7 +43,7 @@ def infill(
     from seqgen.sampling import check_stops, infill_text, require_infill
 
     options = sampling_options(temp, top_k, top_p, min_p, repetition_penalty, repeat_window, no_repeat_ngram)
-    stops = check_stops(stop)
+    stops = check_stops([unescape(s) for s in stop or ()])
     if max_length < 1 or num < 1:
         raise ConfigError(f"--max-length and --num must be at least 1, got {max_length} and {num}")
     if logprobs and not as_json:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import sys
 
+from seqgen.cli._options import unescape
 from seqgen.cli._util import err, error_line
 
-HELP = """commands (the rest of a line is a prompt; \\n in a prompt is a newline):
+HELP = """commands (the rest of a line is a prompt; \\n in it is a newline, \\t a tab):
   /temp X        temperature (0 = greedy)          /length N    tokens per answer
   /top-k N|off   /top-p X|off   /min-p X|off        /penalty X   repetition penalty (1 = off)
   /window N      tokens the penalty looks back over  /ngram N|off never repeat an n-gram of N tokens
@@ -77,7 +78,7 @@ def prompt_loop(gen, options, length: int, stops: tuple[str, ...], rng) -> None:
                         raise SeqgenError(f"/seed takes a whole number, got {arg!r}")
                     rng = np.random.default_rng(int(arg))
                 elif name == "/stop":
-                    stops = list(check_stops([arg.replace("\\n", "\n")])) + stops if arg else []
+                    stops = list(check_stops([unescape(arg)])) + stops if arg else []
                 elif name in FIELDS:
                     field, kind = FIELDS[name]
                     try:
@@ -93,7 +94,7 @@ def prompt_loop(gen, options, length: int, stops: tuple[str, ...], rng) -> None:
             except SeqgenError as e:
                 error_line(str(e))
             continue
-        text = line.replace("\\n", "\n")
+        text = unescape(line)
         try:
             ids = gen.tokenizer.encode(text)
             complete_text(gen, ids, length, options, rng, stops=tuple(stops), on_text=stream)

@@ -11,7 +11,7 @@ import typer
 
 from seqgen.cli._options import (DEFAULTS, GENERATE_DEVICE, GENERATE_THREADS, Device, Logprobs, MinP,
                                  NoRepeatNgram, RepeatWindow, RepetitionPenalty, RunArg, Seed, Stop, Temp, Threads,
-                                 TopK, TopP, sampling_options)
+                                 TopK, TopP, sampling_options, unescape)
 
 
 def sample(
@@ -46,7 +46,7 @@ def sample(
     from seqgen.sampling import check_stops, complete_text
 
     options = sampling_options(temp, top_k, top_p, min_p, repetition_penalty, repeat_window, no_repeat_ngram)
-    stops = check_stops(stop)
+    stops = check_stops([unescape(s) for s in stop or ()])
     if length < 1 or num < 1:
         raise ConfigError(f"--length and --num must be at least 1, got {length} and {num}")
     if prompt is not None and prompt_file is not None:
