@@ -121,6 +121,14 @@ def test_sampling_controls_score_and_interactive_from_a_bundle_without_torch(tex
     assert len(res.stdout) == 10 + 1 + 3 + 1 and res.stdout.endswith("\n" + res.stdout[:3] + "\n")
 
 
+def test_compose_with_min_p_and_the_guard_from_a_music_bundle_without_torch(music_bundle, tmp_path):
+    out = tmp_path / "piece.mid"
+    res = seqgen_without_torch("compose", music_bundle, "--bars", "2", "--seed", "0", "--out", out, "--no-roll",
+                               "--min-p", "0.05", "--no-repeat-ngram", "3", "--repetition-penalty", "1.2", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert out.is_file() and out.read_bytes()[:4] == b"MThd"
+
+
 @pytest.mark.parametrize("key", ["ctrl-c", "ctrl-d"])
 def test_interactive_in_a_terminal_ends_on_ctrl_c_and_ctrl_d(text_bundle, tmp_path, key):
     """Through a pseudo terminal (readline on): an answer streams, then the key ends it, exit 0."""

@@ -199,3 +199,34 @@ def test_interactive_reads_prompts_and_commands_from_stdin(runs):
     assert "unknown command /bogus" in r.stderr and "temperature must be" in r.stderr and "/length N" in r.stderr
     r = run("sample", runs["lstm"], "--interactive", "--json")
     assert r.exit_code == 1 and "--interactive" in r.stderr
+
+
+def test_the_guard_on_music_leaves_the_grammar_alone():
+    from seqgen.compose import compose
+    from seqgen.engines.base import Generator
+    from seqgen.engines.torch_engine import TorchEngine
+    from seqgen.models import build_model, make_config
+    from seqgen.sampling import exempt_ids
+    from seqgen.tokenizers.midi import K, MidiTokenizer
+
+    tok = MidiTokenizer()
+    free = set(exempt_ids(tok).tolist())
+    kinds = tok.kinds_of(np.arange(tok.vocab_size))
+    assert tok.bar_id in free and all(int(i) in free for i in np.flatnonzero(kinds == K["Duration"]))
+    assert not free & set(np.flatnonzero((kinds == K["Pitch"]) | (kinds == K["Drum"])).tolist())
+    import torch
+
+    torch.manual_seed(0)
+    gen = Generator(TorchEngine(build_model(make_config("lstm", tok.vocab_size, "tiny", mid_id=tok.mid_id))), tok,
+                    "lstm", "mixed", None)
+    plain = compose(gen, bars=6, rng=np.random.default_rng(0), options=SamplingOptions(temperature=1.0))
+    once = compose(gen, bars=6, rng=np.random.default_rng(0),
+                   options=SamplingOptions(temperature=1.0, no_repeat_ngram=1))  # each pitch at most once
+    from seqgen.music.piece import DRUMS
+
+    def notes(piece):  # a Pitch token and a Drum token of the same number are different tokens
+        return list(zip(piece.pitch.tolist(), (piece.program == DRUMS).tolist()))
+
+    assert len(set(notes(plain))) < len(plain)
+    assert len(once) > 1 and len(set(notes(once))) == len(once)
+    assert once.info["bars"] >= 6  # bar lines, positions and durations were never banned
