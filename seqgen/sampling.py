@@ -3,6 +3,11 @@
 ``sample_next`` is pure: logits in, ids out. Temperature 0 means greedy (argmax, no division).
 An engine is anything with ``advance(ids (B, T) int64, state) -> (last logits (B, V), state)``
 and ``start()`` returning the initial state; the loop below never asks which engine it holds.
+
+The options of one request are one ``SamplingOptions`` (``seqgen.options``). Per request, and
+per row: ``RepeatGuard`` keeps each row's history for the repetition guards, ``StopMatcher``
+cuts one row's text before a stop string, ``run_rows`` decodes rows to ``Completion``s and
+streams their safe text through a callback (``complete_text`` and ``infill_text`` over it).
 """
 
 from __future__ import annotations
@@ -166,10 +171,11 @@ class RepeatGuard:
 
 def generate_steps(engine: Engine, prompt: np.ndarray, steps: int, options: SamplingOptions,
                    rng: np.random.Generator | None = None, stop_id: int | None = None,
-                   banned: list[int] | tuple[int, ...] = (), exempt=()) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ((B,) ids, (B,) log-probabilities), one step at a time, after reading ``prompt``
-    (B, P) once. The log-probability is the model's own (its softmax, before the temperature,
-    the filters and the guard), so over a text they sum to minus its loss.
+                   banned: list[int] | tuple[int, ...] = (), exempt=(),
+                   logprobs: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Yield ((B,) ids, (B,) log-probabilities or None without ``logprobs``), one step at a time,
+    after reading ``prompt`` (B, P) once. The log-probability is the model's own (its softmax,
+    before the temperature, the filters and the guard), so over a text they sum to minus its loss.
 
     Each new token costs one ``advance`` of one token (state carried). Rows that produced
     ``stop_id`` keep yielding it; the loop ends early when every row has stopped.
@@ -199,7 +205,7 @@ def generate_steps(engine: Engine, prompt: np.ndarray, steps: int, options: Samp
         if stop_id is not None:
             nxt = np.where(done, stop_id, nxt)
             done |= nxt == stop_id
-        yield nxt, log_softmax(logits)[rows, nxt]
+        yield nxt, (log_softmax(logits)[rows, nxt] if logprobs else None)
         if done.all() or i == steps - 1:
             return
         if guard is not None:
@@ -218,7 +224,7 @@ def generate(engine: Engine, prompt: np.ndarray, steps: int, temperature: float 
     prompt = np.asarray(prompt, dtype=np.int64)
     if prompt.ndim != 2 or prompt.shape[1] == 0:
         raise ConfigError("the prompt must hold at least one token")
-    for ids, _ in generate_steps(engine, prompt, steps, opts, rng, stop_id, banned, exempt):
+    for ids, _ in generate_steps(engine, prompt, steps, opts, rng, stop_id, banned, exempt, logprobs=False):
         yield ids
 
 
@@ -301,14 +307,15 @@ def run_rows(gen, prompt: np.ndarray, steps: int, options: SamplingOptions, rng:
         if text and on_text is not None:
             on_text(r, text)
 
-    for ids, lps in generate_steps(gen.engine, prompt, steps, options, rng, stop_id, banned, exempt_ids(tok)):
+    for ids, lps in generate_steps(gen.engine, prompt, steps, options, rng, stop_id, banned, exempt_ids(tok),
+                                   logprobs=logprobs):
         for r in np.flatnonzero(live):
             i = int(ids[r])
             if stop_id is not None and i == stop_id:
                 ended[r], live[r] = True, False
                 continue
             piece = tok.decode([i])
-            pieces[r].append((piece, float(lps[r])))
+            pieces[r].append((piece, float(lps[r]) if logprobs else 0.0))
             show(r, matchers[r].push(piece))
             if matchers[r].hit is not None:
                 live[r] = False
