@@ -1,6 +1,8 @@
-"""Checkpoints hold everything needed to use them: weights, model/tokenizer/train configs as
-plain data, step, best validation loss, optimizer state. They load with
-``torch.load(weights_only=True)`` and are written to a temp file, then renamed.
+"""Checkpoints hold everything needed to use them and to go on training: weights, the
+model/tokenizer/train configs as plain data, the corpus they were trained on, what seqgen chose
+and why, and the whole training state (``seqgen.train_state``: step, best loss, random states,
+the batcher's cursor, the optimizer...). They load with ``torch.load(weights_only=True)`` and are
+written to a temp file, then renamed.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ import torch
 from seqgen import __version__
 from seqgen.config import TrainConfig
 from seqgen.device import resolve_device
-from seqgen.errors import CheckpointError
+from seqgen.errors import CheckpointError, CorpusError
 from seqgen.fileio import atomic_path
 from seqgen.models import SeqModel, build_model, config_from_dict
 from seqgen.runs import BEST, LAST, locate
 from seqgen.tokenizers import Tokenizer, tokenizer_from_dict
+from seqgen.train_state import TrainState
 
 FORMAT = 1
-__all__ = ["BEST", "LAST", "Checkpoint", "load", "open_checkpoint", "read_payload", "save"]
+__all__ = ["BEST", "LAST", "Checkpoint", "load", "open_checkpoint", "read_payload", "run_data", "save"]
 
 
 @dataclass
@@ -31,12 +34,25 @@ class Checkpoint:
     model: SeqModel
     tokenizer: Tokenizer
     train: TrainConfig
-    step: int = 0
-    elapsed: float = 0.0
-    best_val_loss: float | None = None
-    optimizer: dict | None = None
-    extra: dict = field(default_factory=dict)
+    state: TrainState = field(default_factory=TrainState)
+    corpus: str | None = None  # what the run was trained on (a CORPUS argument)
+    encoding: str = "utf-8"  # of a text corpus
+    choices: dict[str, str] | None = None  # what seqgen chose for the settings left to it, and why
+    memorization_stop: bool = False  # seqgen chose the patience (seqgen.train.plan.Plan)
+    has_state: bool = True  # False: from before the training state was saved whole
     path: Path | None = None  # where it was loaded from (not saved)
+
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    @property
+    def elapsed(self) -> float:
+        return self.state.elapsed
+
+    @property
+    def best_val_loss(self) -> float | None:
+        return self.state.best
 
     def to_payload(self) -> dict:
         return {
@@ -45,12 +61,13 @@ class Checkpoint:
             "model_config": self.model.config.to_dict(),
             "tokenizer": self.tokenizer.to_dict(),
             "train_config": self.train.to_dict(),
-            "step": self.step,
+            "step": self.step,  # also in the state: read by older seqgen versions and by tools
             "elapsed": self.elapsed,
             "best_val_loss": self.best_val_loss,
             "weights": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer,
-            "extra": self.extra,
+            "state": self.state.to_payload(),
+            "plan": {"choices": self.choices, "memorization_stop": self.memorization_stop},
+            "extra": {"corpus": self.corpus, "encoding": self.encoding},
         }
 
 
@@ -96,15 +113,17 @@ def load(path: Path, device: str | torch.device = "cpu") -> Checkpoint:
         config = config_from_dict(payload["model_config"])
         model = build_model(config)
         model.load_state_dict(payload["weights"])
+        extra, plan = payload.get("extra") or {}, payload.get("plan") or {}
         ckpt = Checkpoint(
             model=model.to(device),
             tokenizer=tokenizer_from_dict(payload["tokenizer"]),
             train=TrainConfig.from_dict(payload["train_config"]),
-            step=int(payload.get("step", 0)),
-            elapsed=float(payload.get("elapsed", 0.0)),
-            best_val_loss=payload.get("best_val_loss"),
-            optimizer=payload.get("optimizer"),
-            extra=payload.get("extra") or {},
+            state=TrainState.from_payload(payload.get("state"), legacy=payload),
+            corpus=extra.get("corpus"),
+            encoding=extra.get("encoding") or "utf-8",
+            choices=plan.get("choices"),
+            memorization_stop=bool(plan.get("memorization_stop", False)),
+            has_state="state" in payload,
             path=Path(path),
         )
     except (KeyError, TypeError, RuntimeError) as e:
@@ -121,3 +140,16 @@ def open_checkpoint(run: Path | str | None, which: Literal["best", "last"] = "be
     if found.kind == "bundle":
         raise CheckpointError(f"{found.path} is an ONNX bundle; this command needs a run folder or checkpoint")
     return load(found.path, device=resolve_device(device))
+
+
+def run_data(ckpt: Checkpoint, corpus: str | None = None, progress=None, report=None):
+    """The run's corpus read with its tokenizer, and its split (``seqgen.data.split.run_split``):
+    what ``seqgen eval`` and the export's loss check read. ``corpus`` overrides the recorded one."""
+    from seqgen.data.load import load_corpus
+    from seqgen.data.split import run_split
+
+    spec = corpus or ckpt.corpus
+    if not spec:
+        raise CorpusError(f"{ckpt.path} does not name its corpus; pass --corpus")
+    data = load_corpus(spec, encoding=ckpt.encoding, tokenizer=ckpt.tokenizer, progress=progress, report=report)
+    return data, run_split(data, ckpt.train)

@@ -136,6 +136,8 @@ class TrainConfig:
                                     "the CPU; fp16 uses a gradient scaler; weights stay fp32.", resume=True)
     compile: bool = option(False, "Compile the model with torch.compile.", resume=True)
     threads: int | None = option(None, "CPU threads for torch (default: torch's choice).", resume=True)
+    log: str | None = option(None, "Also log to: tensorboard (scalars in RUN/tensorboard/, through tensorboardX: "
+                                   "the seqgen[tensorboard] extra). metrics.jsonl is always written.", resume=True)
     transpose: tuple[int, int] | None = option(None, "Music: transposition augmentation range in semitones, "
                                                      "e.g. -5..6 (default for music: -5..6 within the pitch range "
                                                      "the corpus uses; 0..0 turns it off).",

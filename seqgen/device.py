@@ -12,6 +12,7 @@ Torch is imported inside the functions, so importing this module costs nothing.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from seqgen.errors import ConfigError
@@ -47,3 +48,17 @@ def set_threads(threads: int | None) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+BF16_ENV = "SEQGEN_CPU_BF16"  # "0" or "1" forces the check below (tests take both paths on any CPU)
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU runs torch's bf16 kernels (oneDNN's bf16 LSTM and matmuls need AVX-512
+    BW/VL/DQ or AMX; an AVX2-only CPU fails to create the primitive). torch asks the CPU itself."""
+    forced = os.environ.get(BF16_ENV)
+    if forced in ("0", "1"):
+        return forced == "1"
+    import torch
+
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())

@@ -7,15 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from seqgen.checkpoint import open_checkpoint
+from seqgen.checkpoint import open_checkpoint, run_data
 from seqgen.compose import sample_bars
-from seqgen.data.load import Progress, load_corpus
+from seqgen.data.load import Progress
 from seqgen.data.music import Report, held_out_pieces
-from seqgen.data.split import split
 from seqgen.device import TRAIN_DEVICE
 from seqgen.engines.base import Generator
 from seqgen.engines.torch_engine import TorchEngine
-from seqgen.errors import CorpusError
 from seqgen.losses import bits, infill_loss, segment_losses, token_losses, windowed_loss
 from seqgen.music.stats import compare, piece_stats, summarize
 from seqgen.objectives import FimIds
@@ -31,12 +29,7 @@ def evaluate_run(run: Path | None, which: str = "best", corpus: str | None = Non
     ckpt = open_checkpoint(run, which, device=device)
     dev = next(ckpt.model.parameters()).device
     path = ckpt.path
-    spec = corpus or ckpt.extra.get("corpus")
-    if not spec:
-        raise CorpusError(f"{path} does not name its corpus; pass --corpus")
-    data = load_corpus(spec, encoding=ckpt.extra.get("encoding", "utf-8"), tokenizer=ckpt.tokenizer,
-                       progress=progress, report=report)
-    parts = split(data, ckpt.train.val_fraction, ckpt.train.split)
+    data, parts = run_data(ckpt, corpus, progress=progress, report=report)
     val = parts.val
     model = ckpt.model
     window = ckpt.train.window

@@ -162,13 +162,13 @@ def test_interrupt_saves_a_checkpoint_that_resumes(text_corpus, tmp_path):
         def on_start(self, info): pass
         def on_eval(self, info): pass
         def on_step(self, info):
-            if info["step"] == 7:
+            if info.step == 7:
                 raise KeyboardInterrupt
 
     result = Trainer(cfg, data, tmp_path / "r", callback=StopAt7()).run()
     assert result.interrupted and result.step == 7
     ckpt = ckpt_io.load(tmp_path / "r" / "last.pt")
-    assert ckpt.step == 7 and ckpt.optimizer["state"]
+    assert ckpt.step == 7 and ckpt.state.optimizer["state"]
     resumed = Trainer(ckpt.train, data, tmp_path / "r", resume=ckpt).run()
     assert resumed.step == 50 and not resumed.interrupted
 

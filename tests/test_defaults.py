@@ -109,12 +109,14 @@ def test_a_budget_far_beyond_the_corpus_evaluates_often_and_may_stop_early():
 def test_a_chosen_patience_stops_only_a_run_that_memorizes():
     from types import SimpleNamespace
 
-    from seqgen.train import Trainer
+    from seqgen.train.fit import Fit
+    from seqgen.train_state import TrainState
 
     def out(train_loss, chosen=True, since_best=5):
-        t = SimpleNamespace(cfg=TrainConfig(patience=5), since_best=since_best, best=2.0,
-                            choices={"patience": "chosen"} if chosen else {})
-        return Trainer.patience_out(t, train_loss)
+        t = SimpleNamespace(cfg=TrainConfig(patience=5), plan=SimpleNamespace(memorization_stop=chosen),
+                            state=TrainState(since_best=since_best, best=2.0, loss_ema=train_loss),
+                            choices={})  # the reasons text plays no part
+        return Fit.patience_out(t)
 
     assert out(0.6) and not out(0.6, since_best=4)
     assert not out(1.9)  # validation is noisy but the model is not memorizing: train on

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.slow
 COMMON = ["--window", "32", "--batch", "8", "--objective", "mixed", "--threads", "1", "--quiet", "--eval-every", "0.5"]
 
 
-def seqgen(*args, wait: bool = True, **kw):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def seqgen(*args, wait: bool = True, env_extra: dict | None = None, **kw):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
     cmd = [sys.executable, "-m", "seqgen", *map(str, args)]
     if wait:
         return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
@@ -154,6 +154,10 @@ def test_the_launcher_names_the_cause_of_a_failure_not_its_consequences():
 
 @pytest.mark.parametrize("opts", [["--precision", "bf16"], ["--compile"]], ids=["bf16", "compile"])
 def test_precision_and_compile_train_a_tiny_model_on_the_cpu(text_corpus, tmp_path, opts):
+    from seqgen.device import cpu_bf16_supported
+
+    if "bf16" in opts and not cpu_bf16_supported():
+        pytest.skip("this CPU has no bf16 kernels (no AVX-512 or AMX): the refusal is tested instead")
     run = tmp_path / "run"
     r = seqgen("train", text_corpus, "--steps", 3, "--out", run, "--size", "tiny", "--window", "16", "--batch", "2",
                "--threads", "1", "--quiet", *opts)
@@ -163,6 +167,36 @@ def test_precision_and_compile_train_a_tiny_model_on_the_cpu(text_corpus, tmp_pa
     assert not any(k.startswith("_orig_mod.") for k in weights(run))  # the plain module's weights
     cfg = saved.train
     assert (cfg.precision, cfg.compile) == ("bf16" if "bf16" in opts else "auto", "--compile" in opts)
+
+
+def test_bf16_on_a_cpu_without_bf16_kernels_is_refused_in_one_line(text_corpus, tmp_path):
+    """What an AVX2-only CPU reports (the check forced): one line, nothing written; the check
+    forced the other way, the same command trains (only where the CPU really has the kernels)."""
+    from seqgen.device import BF16_ENV, cpu_bf16_supported
+
+    args = ["train", text_corpus, "--steps", 3, "--size", "tiny", "--window", "16", "--batch", "2", "--threads", "1",
+            "--quiet", "--precision", "bf16"]
+    r = seqgen(*args, "--out", tmp_path / "no", env_extra={BF16_ENV: "0"})
+    assert r.returncode == 1 and "this CPU has no bf16 kernels" in r.stderr and "--precision fp32" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "no" / "last.pt").exists()
+    forced = seqgen(*args, "--out", tmp_path / "yes", env_extra={BF16_ENV: "1"})
+    if cpu_bf16_supported():  # the real check says yes: forcing it on changes nothing
+        assert forced.returncode == 0, forced.stderr
+
+
+def test_the_bf16_check_reads_the_cpu_and_can_be_forced(monkeypatch):
+    import torch
+
+    from seqgen.device import BF16_ENV, cpu_bf16_supported
+
+    monkeypatch.setenv(BF16_ENV, "0")
+    assert not cpu_bf16_supported()
+    monkeypatch.setenv(BF16_ENV, "1")
+    assert cpu_bf16_supported()
+    monkeypatch.delenv(BF16_ENV)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert not cpu_bf16_supported()  # an AVX2-only CPU, as torch reports it
 
 
 def test_fp16_on_the_cpu_is_refused_in_one_line(text_corpus, tmp_path):

@@ -24,6 +24,7 @@ def make_run(root: Path, model_type: str, corpus: Path, objective: str = "mixed"
     from seqgen.config import TrainConfig
     from seqgen.models import build_model, make_config
     from seqgen.tokenizers import CharTokenizer
+    from seqgen.train_state import TrainState
 
     torch.manual_seed(0)
     tok = CharTokenizer.from_chars(corpus.read_text(encoding="utf-8"))
@@ -36,8 +37,7 @@ def make_run(root: Path, model_type: str, corpus: Path, objective: str = "mixed"
             p.add_(torch.randn_like(p) * 0.3)
     run = root / f"run-{model_type}"
     train = TrainConfig(model=model_type, size="tiny", window=WINDOW, objective=objective)
-    ckpt = ckpt_io.Checkpoint(model=model, tokenizer=tok, train=train, step=1,
-                              extra={"corpus": str(corpus), "encoding": "utf-8"})
+    ckpt = ckpt_io.Checkpoint(model=model, tokenizer=tok, train=train, state=TrainState(step=1), corpus=str(corpus))
     ckpt_io.save(ckpt, run / ckpt_io.BEST)
     return run
 

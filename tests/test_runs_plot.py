@@ -270,9 +270,9 @@ def test_train_ends_with_a_chart_unless_quiet(tmp_path, text_corpus, monkeypatch
 
 
 def test_ctrl_c_shows_the_chart_and_leaves_a_resumable_run(tmp_path, text_corpus, monkeypatch):
-    from seqgen.train import Trainer
+    from seqgen.train.fit import Fit
 
-    real, calls = Trainer._eval_and_save, []
+    real, calls = Fit._evaluate_and_save, []
 
     def interrupt_at_the_fourth(self, *args):
         calls.append(1)
@@ -280,7 +280,7 @@ def test_ctrl_c_shows_the_chart_and_leaves_a_resumable_run(tmp_path, text_corpus
             raise KeyboardInterrupt
         return real(self, *args)
 
-    monkeypatch.setattr(Trainer, "_eval_and_save", interrupt_at_the_fourth)
+    monkeypatch.setattr(Fit, "_evaluate_and_save", interrupt_at_the_fourth)
     monkeypatch.chdir(tmp_path)
     r = run("train", text_corpus, "--out", "runs/cut", "--steps", 40, "--dim", 16, "--layers", 1, "--window", 16,
             "--batch", 4, "--threads", 1)

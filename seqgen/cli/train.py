@@ -22,6 +22,7 @@ from rich.markup import escape
 
 from seqgen.cli._util import corpus_feedback, err
 from seqgen.config import TrainConfig
+from seqgen.records import EvalRecord, StartInfo, StepRecord
 
 DEFAULT_TIME = "5m"
 
@@ -42,35 +43,35 @@ class ProgressCallback:
         self.last_val = self.best = self.best_step = None
         self.rising = False
 
-    def on_start(self, info):
+    def on_start(self, info: StartInfo):
+        for note in info.notes:  # shown even when quiet: the user should know
+            err.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
         if not self.quiet:
-            cfg = info["config"]
-            mode = "truncated BPTT" if info["stream"] else "random windows"
+            cfg = info.config
+            mode = "truncated BPTT" if info.stream else "random windows"
             err.print(
-                f"[dim]{cfg.model} ({info['params']:,} parameters) on {info['device']}, "
-                f"{info['train_tokens']:,} training / {info['val_tokens']:,} validation tokens, "
+                f"[dim]{cfg.model} ({info.params:,} parameters) on {info.device}, "
+                f"{info.train_tokens:,} training / {info.val_tokens:,} validation tokens, "
                 f"objective {cfg.objective}, batch {cfg.batch} x {cfg.window} ({mode})[/]"
             )
-            for name, why in info.get("choices", {}).items():
+            for name, why in info.choices.items():
                 err.print(f"[dim]  {name.replace('_', '-')} {escape(why)}[/]", soft_wrap=True)
         self.progress.start()
-        self.task = self.progress.add_task("train", total=1.0, step=info["step"], stats="")
+        self.task = self.progress.add_task("train", total=1.0, step=info.step, stats="")
 
-    def on_step(self, info):
+    def on_step(self, r: StepRecord):
         if self.quiet:
             return
-        left = info["elapsed"] / max(info["progress"], 1e-9) * (1 - info["progress"]) if info["progress"] > 0 else 0
+        left = r.elapsed / max(r.progress, 1e-9) * (1 - r.progress) if r.progress > 0 else 0
         val = f"val {self.last_val / math.log(2):.3f} bits" if self.last_val is not None else "val -"
         if self.rising:
             val += f" (best {self.best / math.log(2):.3f} at step {self.best_step}, getting worse)"
-        stats = (f"loss {info['loss']:.3f}  {val}  {info['tokens_per_s']:,.0f} tok/s  "
-                 f"{_clock(left)} left")
-        self.progress.update(self.task, completed=info["progress"], step=info["step"], stats=stats)
+        stats = f"loss {r.loss:.3f}  {val}  {r.tokens_per_s:,.0f} tok/s  {_clock(left)} left"
+        self.progress.update(self.task, completed=r.progress, step=r.step, stats=stats)
 
-    def on_eval(self, info):
-        self.last_val = info["val_loss"]
-        self.best, self.best_step = info.get("best_val_loss"), info.get("best_step")
-        self.rising = not info.get("best") and self.best is not None and self.last_val > self.best + 0.01
+    def on_eval(self, r: EvalRecord):
+        self.last_val, self.best, self.best_step = r.val_loss, r.best_val_loss, r.best_step
+        self.rising = not r.best and self.best is not None and self.last_val > self.best + 0.01
 
     def stop(self):
         self.progress.stop()
@@ -87,13 +88,14 @@ def train(
     encoding: str = "utf-8",
     resume: bool = False,
     quiet: bool = False,
+    launch_config: Optional[Path] = None,
     **options: Any,
 ) -> None:
     """Train a generator on CORPUS. Ctrl-C, SIGTERM or SIGHUP save a checkpoint and print how to resume."""
     from seqgen.errors import ConfigError
     from seqgen.runs import run_lock
 
-    values = _config_values(options)
+    values = _config_values(options) if launch_config is None else _read_launch(launch_config)
     if values["time"] is None and values["steps"] is None and not resume:
         values["time"] = _FIELDS["time"].metadata["parse"](DEFAULT_TIME)
     if resume and out is None:
@@ -104,7 +106,7 @@ def train(
         _train_as_rank(corpus, out, encoding, resume, quiet, values)
         return
     if values["devices"] > 1:
-        _launch(corpus, out, encoding, resume, quiet, options, values)
+        _launch(corpus, out, encoding, resume, quiet, values)
         return
     if out is not None:
         with run_lock(out):
@@ -124,8 +126,7 @@ def train(
         raise
 
 
-def _launch(corpus: str, out: Optional[Path], encoding: str, resume: bool, quiet: bool, options: dict,
-            values: dict) -> None:
+def _launch(corpus: str, out: Optional[Path], encoding: str, resume: bool, quiet: bool, values: dict) -> None:
     """--devices N: prepare the corpus once (the processes find it in the cache), choose the run
     folder, then run this same command in N processes through torchrun."""
     from seqgen.data.load import load_corpus
@@ -143,8 +144,13 @@ def _launch(corpus: str, out: Optional[Path], encoding: str, resume: bool, quiet
             data = load_corpus(corpus, encoding=encoding, **feedback)
         if out is None:
             out = new_run_dir(data.source or "run")
-    argv = ["train", corpus, "--out", str(out), "--encoding", encoding] + (["--resume"] if resume else [])
-    argv += (["--quiet"] if quiet else []) + _option_argv(options)
+    from seqgen.fileio import write_json
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    launch_file = Path(out) / LAUNCH_FILE  # the parsed config, read back by every process
+    write_json(launch_file, {"values": values})
+    argv = ["train", corpus, "--out", str(out), "--encoding", encoding, "--launch-config", str(launch_file)]
+    argv += (["--resume"] if resume else []) + (["--quiet"] if quiet else [])
     try:
         code = launch(argv, values["devices"])
     except DistributedError as e:
@@ -154,19 +160,20 @@ def _launch(corpus: str, out: Optional[Path], encoding: str, resume: bool, quiet
         raise typer.Exit(code)
 
 
-def _option_argv(options: dict) -> list[str]:
-    """The config options the user gave, as command-line words again."""
-    words: list[str] = []
-    for name, f in _FIELDS.items():
-        value = options.get(name)
-        if value is None or (f.metadata.get("parse") is None and value == f.default):
-            continue
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            words.append(flag if value else "--no-" + name.replace("_", "-"))
-        else:
-            words += [flag, str(value)]
-    return words
+LAUNCH_FILE = ".launch.json"
+
+
+def _read_launch(path: Path) -> dict:
+    """The config values the launching process parsed (``_launch`` writes them)."""
+    import json
+
+    from seqgen.errors import ConfigError
+
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))["values"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"cannot read the launch configuration {path}: {e}") from None
+    return {name: values.get(name, f.default) for name, f in _FIELDS.items()}
 
 
 def _train_as_rank(corpus: str, out: Optional[Path], encoding: str, resume: bool, quiet: bool, values: dict) -> None:
@@ -238,7 +245,7 @@ def _train(corpus: str, out: Path, encoding: str, resume: bool, quiet: bool, val
         trainer.run()
         return
     try:
-        with _stop_on_signals(trainer, interrupt=group is not None):
+        with _stop_on_signals(trainer):
             result = trainer.run()
     finally:
         cb.stop()
@@ -264,19 +271,21 @@ def _train(corpus: str, out: Path, encoding: str, resume: bool, quiet: bool, val
         import signal
 
         cmd = ["seqgen", "train", corpus, "--out", str(out), "--resume"]
-        why = f"stopped by {signal.Signals(result.signal).name}" if result.signal else "interrupted"
+        by = result.signal
+        why = f"stopped by {signal.Signals(by).name}" if by and by != signal.SIGINT else "interrupted"
         err.print(f"{why}; checkpoint saved at step {result.step}. Resume with:\n  {shlex.join(cmd)}")
         raise typer.Exit(128 + (result.signal or signal.SIGINT))  # 130 for Ctrl-C, 143 for SIGTERM
 
 
 @contextlib.contextmanager
-def _stop_on_signals(trainer, interrupt: bool = False):
-    """SIGTERM (timeout, docker stop, SLURM, Kubernetes) and SIGHUP ask the trainer to stop after
-    its current step and save, as Ctrl-C does (which, in a multi-process training, does the same:
-    a KeyboardInterrupt inside a collective would leave the other processes waiting)."""
+def _stop_on_signals(trainer):
+    """Ctrl-C, SIGTERM (timeout, docker stop, SLURM, Kubernetes) and SIGHUP ask the trainer to stop
+    after its current step and save: never in the middle of a step, so the checkpoint holds a
+    whole step and a resumed run continues exactly (and in a multi-process training no process is
+    left waiting inside a collective)."""
     import signal
 
-    wanted = [signal.SIGTERM, signal.SIGHUP] + ([signal.SIGINT] if interrupt else [])
+    wanted = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
     previous = {}
     try:
         for signum in wanted:
@@ -349,6 +358,8 @@ def _signature() -> inspect.Signature:
             "--resume", help="Continue the run in --out where it stopped.")]),
         P("quiet", P.POSITIONAL_OR_KEYWORD, default=False, annotation=Annotated[bool, typer.Option(
             "--quiet", "-q", help="No progress bar or loss chart; only the summary line.")]),
+        P("launch_config", P.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[Optional[Path], typer.Option(
+            hidden=True, help="The parsed configuration, for the processes of a --devices N launch.")]),
     ]
     return inspect.Signature(own + config + tail, return_annotation=None)
 

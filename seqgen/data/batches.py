@@ -43,3 +43,10 @@ class StreamBatcher:
 
     def state_dict(self) -> dict:
         return {"pos": self.pos.tolist(), "used": self.used.tolist()}
+
+    def load_state_dict(self, d: dict) -> None:
+        """Continue from a saved cursor (a resumed run reads the windows the run would have read)."""
+        pos, used = np.asarray(d["pos"], dtype=np.int64), np.asarray(d["used"], dtype=np.int64)
+        if pos.shape != self.pos.shape or used.shape != self.used.shape:
+            return  # saved for another batch size: the fresh cursor stands
+        self.pos, self.used = pos, used

@@ -67,3 +67,9 @@ def split(data: TokenData, val_fraction: float, mode: str = "auto", seed: int = 
 
     keep = [i for i in range(len(docs)) if i not in held]
     return Split(gather(keep), gather(sorted(held)), "documents", [docs[i][0] for i in sorted(held)])
+
+
+def run_split(data: TokenData, cfg) -> Split:
+    """The training and validation split of a run (``cfg``: its TrainConfig): what the trainer
+    trains and evaluates on, and what ``seqgen eval`` and the export's loss check read."""
+    return split(data, cfg.val_fraction, cfg.split)

@@ -41,9 +41,8 @@ import torch
 from torch import nn
 
 from seqgen import __version__
-from seqgen.checkpoint import Checkpoint, open_checkpoint
-from seqgen.data.load import Progress, load_corpus
-from seqgen.data.split import split
+from seqgen.checkpoint import Checkpoint, open_checkpoint, run_data
+from seqgen.data.load import Progress
 from seqgen.engines.onnx_engine import FORMAT, OnnxEngine
 from seqgen.errors import ExportError, FileWriteError, SeqgenError
 from seqgen.export.transformer_graph import fused_transformer_graph
@@ -235,7 +234,7 @@ def max_logit_difference(model: SeqModel, engine, cases=None) -> float:
 
 
 def onnx_stream_loss(engine, tokens: np.ndarray, chunk: int) -> float:
-    """``seqgen.evaluate.stream_loss`` through an engine: tokens in order, state carried."""
+    """``seqgen.losses.stream_loss`` through an engine: tokens in order, state carried."""
     tokens = np.asarray(tokens, dtype=np.int64)
     state, total, count = engine.start(1), 0.0, 0
     for i in range(0, len(tokens) - 1, chunk):
@@ -252,15 +251,12 @@ def onnx_stream_loss(engine, tokens: np.ndarray, chunk: int) -> float:
 def validation_slice(ckpt: Checkpoint, max_tokens: int,
                      progress: Progress | None = None) -> tuple[np.ndarray | None, str | None]:
     """The first ``max_tokens`` + 1 tokens of the run's validation split, or (None, why not)."""
-    spec = ckpt.extra.get("corpus")
-    if not spec:
+    if not ckpt.corpus:
         return None, "the checkpoint does not name its corpus"
     try:
-        data = load_corpus(spec, encoding=ckpt.extra.get("encoding", "utf-8"), tokenizer=ckpt.tokenizer,
-                           progress=progress)
-        val = split(data, ckpt.train.val_fraction, ckpt.train.split).val
+        val = run_data(ckpt, progress=progress)[1].val
     except SeqgenError as e:
-        return None, f"cannot read the corpus {spec} ({e})"
+        return None, f"cannot read the corpus {ckpt.corpus} ({e})"
     if len(val) < 2:
         return None, "the validation split is empty"
     return np.asarray(val[: max_tokens + 1], dtype=np.int64), None

@@ -83,6 +83,10 @@ class CharTokenizer:
         n = len(self.chars)
         return "".join(self.chars[i] for i in np.asarray(ids, dtype=np.int64).tolist() if 0 <= i < n)
 
+    def augmentation(self, train_tokens, transpose):
+        """Text is trained as it is: no augmentation."""
+        return None
+
     # ---- serialization ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"type": "char", "chars": self.chars, "specials": list(SPECIALS), "kind": self.kind}

@@ -339,6 +339,18 @@ class MidiTokenizer:
         return np.flatnonzero(np.asarray(ids, dtype=np.int64) == self.bar_id)
 
     # ---- training hooks -----------------------------------------------------------------
+    def augmentation(self, train_tokens: np.ndarray, transpose: tuple[int, int] | None):
+        """The training batches' augmentation: each row transposed by its own interval in
+        ``transpose``, within the pitch range ``train_tokens`` use (None: no augmentation)."""
+        if transpose is None or tuple(transpose) == (0, 0):
+            return None
+        ids = np.asarray(train_tokens)
+        p0 = self.offset["Pitch"]
+        pitches = ids[(ids >= p0) & (ids < p0 + 128)].astype(np.int64) - p0
+        low, high = (int(pitches.min()), int(pitches.max())) if len(pitches) else (0, 127)
+        lo, hi = transpose
+        return lambda x, rng: self.transpose_batch(x, rng, lo, hi, low, high)
+
     def transpose_batch(self, x: np.ndarray, rng: np.random.Generator, lo: int, hi: int, pitch_min: int = 0,
                         pitch_max: int = 127) -> np.ndarray:
         """Shift every Pitch token of each row by its own random interval in [lo, hi], narrowed
