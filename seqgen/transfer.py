@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from seqgen.checkpoint import Checkpoint, open_checkpoint
+from seqgen.config import TrainConfig
 from seqgen.errors import ConfigError
 from seqgen.models import SeqModel, build_model, config_from_dict
 from seqgen.tokenizers import SPECIALS, CharTokenizer, Tokenizer
@@ -49,12 +50,14 @@ def merge_vocab(parent: Tokenizer, corpus: Tokenizer) -> tuple[Tokenizer, np.nda
     return merged, np.asarray(old_to_new, dtype=np.int64)
 
 
-def transplant(parent: SeqModel, tokenizer: Tokenizer, old_to_new: np.ndarray) -> SeqModel:
-    """A new model with the parent's config for ``tokenizer``'s vocabulary: the parent's
-    weights, its token rows moved to their ids in the new vocabulary (``old_to_new``), new
-    tokens' rows as the module docstring says."""
+def transplant(parent: SeqModel, tokenizer: Tokenizer, old_to_new: np.ndarray, dropout: float | None = None) -> SeqModel:
+    """A new model with the parent's config (``dropout`` replaced when given) for ``tokenizer``'s
+    vocabulary: the parent's weights, its token rows moved to their ids in the new vocabulary
+    (``old_to_new``), new tokens' rows as the module docstring says."""
     config = parent.config.to_dict()
     config.update(vocab_size=tokenizer.vocab_size, mid_id=tokenizer.mid_id if config.get("mid_id", -1) >= 0 else -1)
+    if dropout is not None:
+        config["dropout"] = dropout
     model = build_model(config_from_dict(config))
     old = parent.state_dict()
     new = model.state_dict()
@@ -77,27 +80,49 @@ def transplant(parent: SeqModel, tokenizer: Tokenizer, old_to_new: np.ndarray) -
     return model
 
 
+# the TrainConfig fields that describe the model's shape: a run started from a parent takes the parent's
+SHAPE = ("model", "size", "layers", "dim", "heads", "emb_dim", "attn_score")
+
+
 @dataclass
 class Start:
-    """What ``init_from`` hands the trainer: the merged tokenizer, the model to train, the
-    parent checkpoint, and the note for the run's ``config.json`` (``init``)."""
+    """What ``init_from`` hands the trainer: the merged tokenizer, the parent checkpoint, where
+    each parent id went, and the note for the run's ``config.json`` (``init``)."""
 
     tokenizer: Tokenizer
-    model: SeqModel
     parent: Checkpoint
+    old_to_new: np.ndarray
     note: dict = field(default_factory=dict)
 
+    def train_config(self, asked: TrainConfig) -> TrainConfig:
+        """``asked`` with the parent's model shape (and, for the transformer, its attention span as
+        the window). A shape option given that differs from the parent's is refused in one line."""
+        p, m = self.parent.train, self.parent.model.config.to_dict()
+        shape = {k: getattr(p, k) for k in SHAPE}
+        shape.update(layers=m["layers"], dim=m["dim"], heads=m.get("heads", p.heads), emb_dim=m.get("emb_dim", p.emb_dim))
+        clash = [f"--{k.replace('_', '-')} {getattr(asked, k)}" for k in ("size", "layers", "dim", "heads", "emb_dim")
+                 if getattr(asked, k) is not None and getattr(asked, k) != shape[k]]
+        if clash:
+            raise ConfigError(f"--init trains the parent's model ({p.model}, {m['layers']} x {m['dim']}); drop "
+                              f"{', '.join(clash)}")
+        if p.model == "transformer" and "window" in m:
+            shape["window"] = m["window"]
+        return asked.replace(**shape)
 
-def init_from(run: Path | str, corpus: Tokenizer, device: str = "cpu") -> Start:
+    def model(self, dropout: float | None = None) -> SeqModel:
+        """The model the new run trains: the parent's weights in the merged vocabulary."""
+        return transplant(self.parent.model, self.tokenizer, self.old_to_new, dropout)
+
+
+def init_from(run: Path | str, corpus: Tokenizer) -> Start:
     """Open the parent (a run folder: its best checkpoint; or a checkpoint file; a bundle is
-    refused) and build the model a new run on a corpus with tokenizer ``corpus`` starts from."""
+    refused) and merge its vocabulary with ``corpus``, the new corpus's own tokenizer."""
     parent = open_checkpoint(run, "best", device="cpu")
     tokenizer, old_to_new = merge_vocab(parent.tokenizer, corpus)
-    model = transplant(parent.model, tokenizer, old_to_new).to(device)
     added = []
     if isinstance(tokenizer, CharTokenizer) and isinstance(parent.tokenizer, CharTokenizer):
         added = sorted(set(tokenizer.chars) - set(parent.tokenizer.chars))
-    note = {"from": str(parent.path), "step": parent.step, "best_val_loss": parent.best_val_loss,
-            "corpus": parent.extra.get("corpus"), "kept_tokens": int(len(old_to_new)), "new_tokens": added,
+    note = {"from": str(Path(parent.path).resolve()), "step": parent.step, "best_val_loss": parent.best_val_loss,
+            "corpus": parent.corpus, "kept_tokens": int(len(old_to_new)), "new_tokens": added,
             "new_rows": NEW_ROWS if added else None}
-    return Start(tokenizer=tokenizer, model=model, parent=parent, note=note)
+    return Start(tokenizer=tokenizer, parent=parent, old_to_new=old_to_new, note=note)

@@ -11,6 +11,7 @@ from seqgen.config import TrainConfig
 from seqgen.errors import CheckpointError, ConfigError
 from seqgen.models import build_model, make_config
 from seqgen.tokenizers import CharTokenizer
+from seqgen.train_state import TrainState
 from seqgen.transfer import init_from, merge_vocab
 
 MODELS = ["rnn", "gru", "lstm", "lstm-attn", "transformer"]
@@ -28,7 +29,7 @@ def parent_run(root, model_type, tok=None):
             p.add_(torch.randn_like(p) * 0.3)
     path = root / f"parent-{model_type}"
     ckpt_io.save(ckpt_io.Checkpoint(model=model, tokenizer=tok, train=TrainConfig(model=model_type, size="tiny"),
-                                    step=7, best_val_loss=1.5, extra={"corpus": "parent.txt"}), path / ckpt_io.BEST)
+                                    state=TrainState(step=7, best=1.5), corpus="parent.txt"), path / ckpt_io.BEST)
     return path, model, tok
 
 
@@ -45,7 +46,7 @@ def test_the_merged_vocabulary_keeps_every_parent_character_and_adds_the_new():
 def test_known_characters_keep_the_parents_rows_and_logits(tmp_path, model_type):
     path, parent, ptok = parent_run(tmp_path, model_type)
     start = init_from(path, CharTokenizer.from_chars(CORPUS_CHARS))
-    tok, model = start.tokenizer, start.model
+    tok, model = start.tokenizer, start.model()
     _, old_to_new = merge_vocab(ptok, CharTokenizer.from_chars(CORPUS_CHARS))
     idx = torch.as_tensor(old_to_new)
     old, new = parent.state_dict(), model.state_dict()
