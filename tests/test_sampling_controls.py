@@ -230,3 +230,25 @@ def test_the_guard_on_music_leaves_the_grammar_alone():
     assert len(set(notes(plain))) < len(plain)
     assert len(once) > 1 and len(set(notes(once))) == len(once)
     assert once.info["bars"] >= 6  # bar lines, positions and durations were never banned
+
+
+@pytest.mark.parametrize("model_type", ["transformer", "lstm-attn"])
+def test_score_from_a_bundle_agrees_with_torch_past_the_window(tmp_path, model_type):
+    """300 characters read in chunks of 64 by a transformer that sees 16: the sliding cache of
+    the bundle and of torch give the same loss."""
+    from conftest import TEXT
+
+    from seqgen.engines.load import open_generator
+    from seqgen.export import export_run
+    from seqgen.scoring import score_text
+
+    (tmp_path / "c.txt").write_text(TEXT, encoding="utf-8")
+    run_dir = make_run(tmp_path, model_type, tmp_path / "c.txt")
+    export_run(run_dir, tmp_path / "bundle", loss_tokens=0)
+    torch_nats = score_text(open_generator(run_dir), TEXT[:300])["nats"]
+    onnx_nats = score_text(open_generator(tmp_path / "bundle"), TEXT[:300])["nats"]
+    assert math.isclose(torch_nats, onnx_nats, rel_tol=1e-5)
+    # and the chunked reading is the step-by-step one: the sum of a greedy sample's log-probabilities
+    (s,) = sample_json(run_dir, "--prompt", "F", "--length", 60, "--temp", 0, "--logprobs")
+    assert math.isclose(score_text(open_generator(tmp_path / "bundle"), "F" + s["text"])["nats"],
+                        -sum(s["logprobs"]), rel_tol=1e-4)
