@@ -30,7 +30,7 @@ RepeatWindow = Annotated[int, typer.Option(help="Tokens --repetition-penalty loo
 NoRepeatNgram = Annotated[Optional[int], typer.Option(
     help="Never repeat an n-gram of this many tokens already in the text (0 = off; whitespace exempt).")]
 Stop = Annotated[Optional[list[str]], typer.Option(
-    "--stop", help="End the output before this text (repeatable: the first one found wins; "
+    "--stop", metavar="<str>", help="End the output before this text (repeatable: the first one found wins; "
                    "\\n, \\t and \\\\ are a newline, a tab and a backslash).")]
 Logprobs = Annotated[bool, typer.Option(
     "--logprobs", help="With --json: each token's log-probability under the model (natural log).")]
