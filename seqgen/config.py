@@ -29,11 +29,7 @@ class ModelSpec:
 
 _RECURRENT = {"tiny": dict(layers=1, dim=64, emb_dim=32), "small": dict(layers=1, dim=256, emb_dim=64),
               "base": dict(layers=2, dim=512, emb_dim=128)}
-# The LSTM's automatic choice was measured on tinyshakespeare at the step counts two cores reach
-# in 2 and 10 minutes (mixed objective): batch 8 runs 82% of batch 16's tokens/s (oneDNN's LSTM
-# is bound by per-step latency), so 1.64x the updates. At 2 minutes, batch 8 at lr 1e-2 reached
-# 1.515 nats (5e-3: 1.521), batch 16 at 2e-2 1.546, 192 units with 1.5x the steps 1.528; at 10
-# minutes, 256 units 1.480, 384 units 1.581 with the state carried over the whole split.
+# How the automatic sizes, batches and learning rates were measured: docs/defaults.md.
 MODELS: dict[str, ModelSpec] = {m.name: m for m in (
     ModelSpec("rnn", "Elman RNN (tanh)", _RECURRENT, "small", 16, 5e-3),
     ModelSpec("gru", "GRU", _RECURRENT, "small", 16, 1e-2),
@@ -203,32 +199,22 @@ class TrainConfig:
                             lr=self.lr or spec.auto_lr)
 
 
-# ---- settings chosen from the corpus and the budget ------------------------------------------------
-# Training tokens a model of each type reads per second at its automatic size on two CPU cores
-# (measured: bench/lstm_step_speed.py, bench/train_budget.py); a GPU is counted as 20 of those.
-# Used only where the trainer has not measured the speed (it times a few steps of the model it
-# is about to train); the rules below change at factors of four, so an estimate off by half
-# moves a choice by at most one step.
+# ---- settings chosen from the corpus and the budget (the measurements behind them: docs/defaults.md) ----
+# Training tokens/s per model type on two CPU cores, used only where the speed was not measured.
 NOMINAL_TOKENS_PER_S = {"rnn": 40_000, "gru": 15_000, "lstm": 25_000, "lstm-attn": 7_000, "transformer": 5_000}
 GPU_FACTOR = 20
-# (epochs up to, dropout, weight decay, why): more passes over the same text need more regularization.
+# (epochs up to, dropout, weight decay, the band in words): more passes over the same text need more regularization.
 REGULARIZATION = [
-    (8.0, 0.0, 0.01, "the budget reads the corpus at most about 8 times: no dropout needed"),
-    (24.0, 0.1, 0.05, "the budget reads the corpus 8-24 times: light dropout and weight decay"),
-    (96.0, 0.25, 0.1, "the budget reads the corpus 24-96 times: dropout and weight decay against overfitting"),
-    (float("inf"), 0.4, 0.1, "the budget reads the corpus more than 96 times: strong dropout"),
+    (8.0, 0.0, 0.01, "the budget reads the corpus at most about 8 times"),
+    (24.0, 0.1, 0.05, "the budget reads the corpus 8-24 times"),
+    (96.0, 0.25, 0.1, "the budget reads the corpus 24-96 times"),
+    (float("inf"), 0.4, 0.1, "the budget reads the corpus more than 96 times"),
 ]
 SMALL_CORPUS_TOKENS = 100_000  # below this, read more than 96 times, recurrent models narrow to 128 units
-# Beyond the last band a timed run evaluates more often and stops early once it memorizes: a page
-# of text read hundreds of times was best at 4% of a minute (measured: 4 KB of prose, 60 s,
-# evaluations every 1%) and only overfit after it: 128 units with dropout 0.4, and 64 or 32 with
-# 0.5, were all best in the first 10% of the run (evaluations every 10%). A
-# noisy validation loss alone does not stop it (7 MIDI files, 2 minutes: best 0.730 at 32%, then
-# up to 0.840, and 0.585 at the end): the training loss must also be under MEMORIZED times the
-# best validation loss. (evaluations without a better validation loss, share of the budget
-# between evaluations)
+# Beyond the last band a timed run evaluates more often and stops once it memorizes: (evaluations
+# without a better validation loss, share of the budget between evaluations).
 EARLY_STOP = (5, 0.02)
-MEMORIZED = 0.7
+MEMORIZED = 0.7  # ... and the training loss under this share of the best validation loss (noise alone goes on)
 MUSIC_TRANSPOSE = (-5, 6)  # every key once, within the pitch range the corpus uses
 AUGMENTED = 2.0  # transposition counts as this many times the data when counting epochs (measured:
 # bach-chorales overfit from about 9 raw epochs on without it)
@@ -255,17 +241,18 @@ def choose_settings(cfg: "TrainConfig", train_tokens: int, kind: str, tokens_per
         budget = (cfg.time or 0) * per_s
     effective = train_tokens * (AUGMENTED if transpose != (0, 0) else 1.0)
     epochs = budget / max(1, effective)
-    for limit, dropout, decay, reason in REGULARIZATION:
+    for limit, dropout, decay, band in REGULARIZATION:
         if epochs <= limit:
             break
     changes: dict = {"transpose": transpose}
     if cfg.dropout is None:
         changes["dropout"] = dropout
         speed = "" if cfg.steps is not None else f" at {per_s:,.0f} tokens/s{'' if tokens_per_s else ' (estimated)'}"
-        why["dropout"] = f"{dropout}: {reason} ({epochs:.1f} epochs of {train_tokens:,} training tokens{speed})"
+        how = "no dropout" if dropout == 0 else "dropout against overfitting"
+        why["dropout"] = f"{dropout}: {band}, {how} ({epochs:.1f} epochs of {train_tokens:,} training tokens{speed})"
     if cfg.weight_decay is None:
         changes["weight_decay"] = decay
-        why["weight_decay"] = f"{decay}: {reason}"
+        why["weight_decay"] = f"{decay} on the weight matrices: {band}"
     narrow = (epochs > REGULARIZATION[-2][0] and train_tokens < SMALL_CORPUS_TOKENS and cfg.model in ("rnn", "gru", "lstm")
               and cfg.dim is None and cfg.size == MODELS[cfg.model].auto_size)
     if narrow:

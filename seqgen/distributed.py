@@ -26,9 +26,6 @@ import torch
 
 from seqgen.errors import ConfigError, DistributedError
 
-ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
 def in_launched_process() -> bool:
     """True in a process started by torchrun (or a SLURM script that sets its variables)."""
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ

@@ -1,9 +1,7 @@
 """What past runs did, read from their folders: ``config.json`` and ``metrics.jsonl``.
 
 A run folder holds ``config.json`` (the resolved configuration, written when training starts),
-``metrics.jsonl`` (one JSON object per evaluation: step, loss (training EMA), lr, elapsed,
-progress, tokens_per_s, val_loss, val_bits, best, time, event "eval"; and between evaluations,
-about a hundred per run, the same without the validation figures, event "train") and the
+``metrics.jsonl`` (one record a line: ``seqgen.records``, read back by its ``from_json``) and the
 checkpoints ``last.pt`` and ``best.pt``. This module only reads JSON and looks at file names;
 it loads no checkpoint, so it needs neither torch nor music21 (the file names come from
 ``seqgen.runs``), and it returns plain data for the CLI to draw.
@@ -22,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from seqgen.errors import RunError
-from seqgen.runs import BEST, BUNDLE_FILE, CONFIG, LAST, METRICS, RUNS
+from seqgen.records import EvalRecord, StepRecord, from_json
+from seqgen.runs import BUNDLE_FILE, CONFIG, LAST, METRICS, RUN_FILES, is_run
 
-RUN_FILES = (CONFIG, METRICS, LAST, BEST)
 X_AXES = ("steps", "time", "tokens")
 SORTS = ("date", "loss", "name", "steps")
 LN2 = math.log(2)
@@ -34,8 +32,8 @@ LN2 = math.log(2)
 class Metrics:
     """The evaluations of a run in file order, and the lines that could not be read."""
 
-    records: list[dict] = field(default_factory=list)  # the evaluations
-    train: list[dict] = field(default_factory=list)  # training-loss points between them
+    records: list[EvalRecord] = field(default_factory=list)  # the evaluations
+    train: list[StepRecord] = field(default_factory=list)  # training-loss points between them
     bad_lines: list[int] = field(default_factory=list)  # 1-based line numbers
     exists: bool = True
 
@@ -66,18 +64,13 @@ def read_metrics(run: Path) -> Metrics:
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
+            rec = from_json(json.loads(line))
         except ValueError:  # not JSON, or not UTF-8
+            rec = None
+        if rec is None:
             m.bad_lines.append(i)
-            continue
-        if isinstance(rec, dict) and rec.get("event") == "train" and _number(rec.get("step")) \
-                and _number(rec.get("loss")):
-            m.train.append(rec)
-            continue
-        if not (isinstance(rec, dict) and _number(rec.get("step")) and _number(rec.get("val_loss"))):
-            m.bad_lines.append(i)
-            continue
-        m.records.append(rec)
+        else:
+            (m.records if isinstance(rec, EvalRecord) else m.train).append(rec)
     return m
 
 
@@ -93,10 +86,6 @@ def read_config(run: Path) -> tuple[dict, str | None]:
     if not isinstance(cfg, dict):
         return {}, f"{path} is not a JSON object"
     return cfg, None
-
-
-def is_run(path: Path) -> bool:
-    return path.is_dir() and any((path / name).is_file() for name in RUN_FILES)
 
 
 def find_runs(root: Path, depth: int = 3) -> list[Path]:
@@ -120,21 +109,6 @@ def find_runs(root: Path, depth: int = 3) -> list[Path]:
                 (found if is_run(child) else nxt).append(child)
         level = nxt
     return found
-
-
-def resolve_run(spec: str | Path, root: Path = RUNS) -> Path:
-    """A run folder from a path, or from a bare name under ``root`` (``shake`` -> ``runs/shake``)."""
-    path = Path(spec)
-    if not path.exists() and not path.is_absolute() and (root / path).exists():
-        path = root / path
-    if not path.exists():
-        raise RunError(f"run {spec} does not exist (looked for {path}" + ("" if path.parent != Path(".") else
-                       f" and {root / path}") + ")")
-    if path.is_file() and path.parent.is_dir() and is_run(path.parent):
-        path = path.parent  # a checkpoint or metrics file names its run
-    if not is_run(path):
-        raise RunError(f"{spec} is not a run folder (it holds none of {', '.join(RUN_FILES)})")
-    return path
 
 
 # ---- one run, summed up ----------------------------------------------------------------------
@@ -188,13 +162,13 @@ class Run:
         return str(init["from"]) if isinstance(init, dict) and init.get("from") else None
 
     @property
-    def last(self) -> dict | None:
+    def last(self) -> EvalRecord | None:
         return self.metrics.records[-1] if self.metrics.records else None
 
     @property
-    def best(self) -> dict | None:
+    def best(self) -> EvalRecord | None:
         recs = self.metrics.records
-        return min(recs, key=lambda r: r["val_loss"]) if recs else None
+        return min(recs, key=lambda r: r.val_loss) if recs else None
 
     def tokens_at(self, step: int) -> int | None:
         batch, window = self.train.get("batch"), self.train.get("window")
@@ -206,8 +180,8 @@ class Run:
     def when(self) -> float | None:
         """Unix time of the last thing the run wrote (its last evaluation, else its newest file)."""
         last = self.last
-        if last is not None and _number(last.get("time")):
-            return float(last["time"])
+        if last is not None and _number(last.time) and last.time > 0:
+            return float(last.time)
         times = [(self.path / n).stat().st_mtime for n in RUN_FILES if (self.path / n).is_file()]
         return max(times) if times else None
 
@@ -215,7 +189,7 @@ class Run:
     def finished(self) -> bool:
         """The last evaluation was at the end of the budget (progress 1)."""
         last = self.last
-        return bool(last is not None and _number(last.get("progress")) and last["progress"] >= 1.0)
+        return bool(last is not None and _number(last.progress) and last.progress >= 1.0)
 
     @property
     def resumable(self) -> bool:
@@ -233,24 +207,24 @@ class Run:
         recs = self.metrics.records
         if not recs:
             raise RunError(self.no_evaluations())
-        val = [float(r["val_loss"]) for r in recs]
+        val = [r.val_loss for r in recs]
         return Curve(
             name=name or self.name,
-            steps=[int(r["step"]) for r in recs],
-            elapsed=[float(r["elapsed"]) if _number(r.get("elapsed")) else math.nan for r in recs],
-            tokens=[self.tokens_at(r["step"]) for r in recs],
+            steps=[r.step for r in recs],
+            elapsed=[r.elapsed for r in recs],
+            tokens=[self.tokens_at(r.step) for r in recs],
             val_loss=val,
             best=min(range(len(val)), key=val.__getitem__),
             train=self._train_curve(),
         )
 
     def _train_curve(self) -> dict[str, list]:
-        points = sorted(self.metrics.train + [r for r in self.metrics.records if _number(r.get("loss"))],
-                        key=lambda r: r["step"])
-        return {"steps": [int(r["step"]) for r in points],
-                "time": [float(r["elapsed"]) if _number(r.get("elapsed")) else None for r in points],
-                "tokens": [self.tokens_at(r["step"]) for r in points],
-                "loss": [float(r["loss"]) for r in points]}
+        points = sorted(self.metrics.train + [r for r in self.metrics.records if _number(r.loss)],
+                        key=lambda r: r.step)
+        return {"steps": [r.step for r in points],
+                "time": [r.elapsed if _number(r.elapsed) else None for r in points],
+                "tokens": [self.tokens_at(r.step) for r in points],
+                "loss": [r.loss for r in points]}
 
     def no_evaluations(self) -> str:
         path = self.path / METRICS
@@ -263,8 +237,8 @@ class Run:
     def to_dict(self) -> dict:
         """The figures ``seqgen runs --json`` prints (plain JSON types)."""
         best, last = self.best, self.last
-        step = int(last["step"]) if last else None
-        elapsed = float(last["elapsed"]) if last and _number(last.get("elapsed")) else None
+        step = last.step if last else None
+        elapsed = last.elapsed if last and _number(last.elapsed) else None
         when = self.when
         return {
             "name": self.name,
@@ -282,10 +256,10 @@ class Run:
             "elapsed_s": elapsed,
             "tokens_seen": self.tokens_at(step) if step is not None else None,
             "evaluations": len(self.metrics.records),
-            "best_val_loss": float(best["val_loss"]) if best else None,
-            "best_val_bits": float(best["val_loss"]) / LN2 if best else None,
-            "best_step": int(best["step"]) if best else None,
-            "last_val_loss": float(last["val_loss"]) if last else None,
+            "best_val_loss": best.val_loss if best else None,
+            "best_val_bits": best.val_bits if best else None,
+            "best_step": best.step if best else None,
+            "last_val_loss": last.val_loss if last else None,
             "when": when,
             "when_iso": _iso(when),
             "state": self.state,
@@ -330,9 +304,9 @@ def list_runs(root: Path, export_roots: list[Path] | None = None, sort: str = "d
     inf = math.inf
     keys = {
         "date": lambda r: -(r.when or 0.0),
-        "loss": lambda r: r.best["val_loss"] if r.best else inf,
+        "loss": lambda r: r.best.val_loss if r.best else inf,
         "name": lambda r: r.name,
-        "steps": lambda r: -(r.last["step"] if r.last else -1),
+        "steps": lambda r: -(r.last.step if r.last else -1),
     }
     return sorted(runs, key=keys[sort])
 

@@ -72,23 +72,6 @@ def fim_transform(window: np.ndarray, ids: FimIds, rng: np.random.Generator, spm
     return np.concatenate((fn(body[:a], body[a:b], body[b:k], ids), body[k:]))
 
 
-def fim_inverse(seq: np.ndarray, ids: FimIds) -> np.ndarray:
-    """The original tokens of a PSM or SPM example (prefix + middle + suffix + rest)."""
-    seq = np.asarray(seq)
-    if len(seq) < 4 or seq[0] != ids.pre:
-        raise ValueError("not a fill-in-the-middle sequence: it must start with <pre>")
-    mid_at = int(np.flatnonzero(seq == ids.mid)[0])
-    end = np.flatnonzero(seq == ids.eot)
-    stop = int(end[0]) if len(end) else len(seq)
-    rest = seq[stop + 1 :]
-    if seq[1] == ids.suf:  # SPM: <pre><suf> suffix <mid> prefix middle <eot>
-        suffix = seq[2:mid_at]
-        return np.concatenate((seq[mid_at + 1 : stop], suffix, rest))
-    suf_at = int(np.flatnonzero(seq == ids.suf)[0])
-    prefix, suffix = seq[1:suf_at], seq[suf_at + 1 : mid_at]
-    return np.concatenate((prefix, seq[mid_at + 1 : stop], suffix, rest))
-
-
 def infill_prompt(prefix: np.ndarray, suffix: np.ndarray, ids: FimIds) -> np.ndarray:
     """What the model reads before writing the middle (PSM order)."""
     return np.concatenate(([ids.pre], prefix, [ids.suf], suffix, [ids.mid])).astype(np.int64)

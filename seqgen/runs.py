@@ -24,6 +24,7 @@ LAST, BEST = "last.pt", "best.pt"
 CONFIG, METRICS = "config.json", "metrics.jsonl"
 BUNDLE_FILE, MODEL_FILE = "seqgen.json", "model.onnx"
 LOCK = ".lock"
+RUN_FILES = (CONFIG, METRICS, LAST, BEST)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,33 @@ def latest_run(root: Path = RUNS) -> Path:
     return max(runs, key=lambda p: (p / LAST).stat().st_mtime)
 
 
+def is_run(path: Path) -> bool:
+    return path.is_dir() and any((path / name).is_file() for name in RUN_FILES)
+
+
+def _named(spec: str | Path, root: Path = RUNS) -> Path:
+    """A path as given, or a bare name under ``root`` (``shake`` -> ``runs/shake``) when only that exists."""
+    path = Path(spec)
+    if not path.exists() and not path.is_absolute() and (root / path).exists():
+        return root / path
+    return path
+
+
+def resolve_run(spec: str | Path, root: Path = RUNS) -> Path:
+    """A run folder from a path, a bare name under ``root``, or one of its files."""
+    from seqgen.errors import RunError
+
+    path = _named(spec, root)
+    if not path.exists():
+        raise RunError(f"run {spec} does not exist (looked for {path}" + ("" if path.parent != Path(".") else
+                       f" and {root / path}") + ")")
+    if path.is_file() and path.parent.is_dir() and is_run(path.parent):
+        path = path.parent  # a checkpoint or metrics file names its run
+    if not is_run(path):
+        raise RunError(f"{spec} is not a run folder (it holds none of {', '.join(RUN_FILES)})")
+    return path
+
+
 def is_bundle(path: Path) -> bool:
     return Path(path).is_dir() and (Path(path) / BUNDLE_FILE).exists()
 
@@ -93,9 +121,7 @@ def locate(run: Path | str | None, which: Literal["best", "last"] = "best") -> L
     """What a RUN argument names: a checkpoint file (``best.pt`` of a run folder unless
     ``which="last"``, falling back to the other), or an ONNX bundle folder. None: the most
     recent run under ``runs/``."""
-    if run is None:
-        run = latest_run()
-    run = Path(run)
+    run = latest_run() if run is None else _named(run)
     if is_bundle(run):
         return Located("bundle", run)
     if run.is_file():

@@ -1,9 +1,26 @@
 import numpy as np
 import pytest
 
-from seqgen.objectives import FimIds, apply_objective, fim_inverse, fim_rows, fim_transform, infill_prompt
+from seqgen.objectives import FimIds, apply_objective, fim_rows, fim_transform, infill_prompt
 
 IDS = FimIds(pre=100, suf=101, mid=102, eot=103)
+
+
+def fim_inverse(seq: np.ndarray, ids: FimIds) -> np.ndarray:
+    """The original tokens of a PSM or SPM example (prefix + middle + suffix + rest)."""
+    seq = np.asarray(seq)
+    if len(seq) < 4 or seq[0] != ids.pre:
+        raise ValueError("not a fill-in-the-middle sequence: it must start with <pre>")
+    mid_at = int(np.flatnonzero(seq == ids.mid)[0])
+    end = np.flatnonzero(seq == ids.eot)
+    stop = int(end[0]) if len(end) else len(seq)
+    rest = seq[stop + 1 :]
+    if seq[1] == ids.suf:  # SPM: <pre><suf> suffix <mid> prefix middle <eot>
+        suffix = seq[2:mid_at]
+        return np.concatenate((seq[mid_at + 1 : stop], suffix, rest))
+    suf_at = int(np.flatnonzero(seq == ids.suf)[0])
+    prefix, suffix = seq[1:suf_at], seq[suf_at + 1 : mid_at]
+    return np.concatenate((prefix, seq[mid_at + 1 : stop], suffix, rest))
 
 
 @pytest.mark.parametrize("seed", range(20))

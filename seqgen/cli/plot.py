@@ -23,7 +23,8 @@ def plot(
     """Draw the validation (and training) loss of RUN... against steps, training time or tokens
     seen, one colour per run, each run's best point marked. Compare settings side by side."""
     from seqgen.errors import ConfigError, RunError
-    from seqgen.history import load_run, resolve_run
+    from seqgen.history import load_run
+    from seqgen.runs import resolve_run
 
     if x not in X_AXES:
         raise ConfigError(f"--x must be one of {', '.join(X_AXES)}, got {x!r}")
