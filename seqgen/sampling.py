@@ -4,8 +4,8 @@
 An engine is anything with ``advance(ids (B, T) int64, state) -> (last logits (B, V), state)``
 and ``start()`` returning the initial state; the loop below never asks which engine it holds.
 
-The options of one request are one ``SamplingOptions`` (``seqgen.options``). Per request, and
-per row: ``RepeatGuard`` keeps each row's history for the repetition guards, ``StopMatcher``
+The options of one request are one ``SamplingOptions`` (``seqgen.options``); ``pick`` applies
+them to a step's logits (every loop here goes through it). Per request, and per row: ``RepeatGuard`` keeps each row's history for the repetition guards, ``StopMatcher``
 cuts one row's text before a stop string, ``run_rows`` decodes rows to ``Completion``s and
 streams their safe text through a callback (``complete_text`` and ``infill_text`` over it).
 """
@@ -24,7 +24,7 @@ from seqgen.options import DEFAULT_REPEAT_WINDOW, SamplingOptions
 
 __all__ = ["DEFAULT_REPEAT_WINDOW", "Completion", "Engine", "RepeatGuard", "SamplingOptions", "StopMatcher",
            "check_options", "check_stops", "complete", "complete_text", "exempt_ids", "filtered_probs",
-           "generate", "generate_steps", "infill", "infill_text", "log_softmax", "require_infill", "run_rows",
+           "generate", "generate_steps", "infill", "infill_text", "log_softmax", "pick", "require_infill", "run_rows",
            "sample_next"]
 
 
@@ -169,6 +169,22 @@ class RepeatGuard:
         return z
 
 
+def pick(logits: np.ndarray, options: SamplingOptions, rng: np.random.Generator,
+         guard: RepeatGuard | None = None, banned=()) -> np.ndarray:
+    """The next id of each row of ``logits`` (B, V) under one request's options: ``banned`` ids
+    never, the guard's history (``RepeatGuard``, rows in the same order), then the temperature
+    and the filters. The one rule of every loop (a server's batched step calls it per request)."""
+    z = logits
+    if len(banned):
+        z = np.array(z, dtype=np.float32, copy=True)
+        z[:, list(banned)] = -np.inf
+    if guard is not None:
+        z = guard.adjust(z)
+    if options.temperature == 0:
+        return np.asarray(z).argmax(axis=-1).astype(np.int64)
+    return _draw(filtered_probs(z, options.temperature, options.top_k, options.top_p, options.min_p), rng)
+
+
 def generate_steps(engine: Engine, prompt: np.ndarray, steps: int, options: SamplingOptions,
                    rng: np.random.Generator | None = None, stop_id: int | None = None,
                    banned: list[int] | tuple[int, ...] = (), exempt=(),
@@ -192,16 +208,7 @@ def generate_steps(engine: Engine, prompt: np.ndarray, steps: int, options: Samp
     done = np.zeros(prompt.shape[0], dtype=bool)
     rows = np.arange(prompt.shape[0])
     for i in range(steps):
-        z = logits
-        if banned:
-            z = np.array(z, dtype=np.float32, copy=True)
-            z[:, list(banned)] = -np.inf
-        if guard is not None:
-            z = guard.adjust(z)
-        if options.temperature == 0:
-            nxt = np.asarray(z).argmax(axis=-1).astype(np.int64)
-        else:
-            nxt = _draw(filtered_probs(z, options.temperature, options.top_k, options.top_p, options.min_p), rng)
+        nxt = pick(logits, options, rng, guard, banned)
         if stop_id is not None:
             nxt = np.where(done, stop_id, nxt)
             done |= nxt == stop_id
