@@ -5,9 +5,10 @@ An engine is anything with ``advance(ids (B, T) int64, state) -> (last logits (B
 and ``start()`` returning the initial state; the loop below never asks which engine it holds.
 
 The options of one request are one ``SamplingOptions`` (``seqgen.options``); ``pick`` applies
-them to a step's logits (every loop here goes through it). Per request, and per row: ``RepeatGuard`` keeps each row's history for the repetition guards, ``StopMatcher``
-cuts one row's text before a stop string, ``run_rows`` decodes rows to ``Completion``s and
-streams their safe text through a callback (``complete_text`` and ``infill_text`` over it).
+them to a step's logits (every loop here goes through it). Per request, and per row:
+``RepeatGuard`` keeps each row's history for the repetition guards, ``StopMatcher`` cuts one
+row's text before a stop string, ``run_rows`` decodes rows to ``Completion``s and streams their
+safe text through a callback (``complete_text`` and ``infill_text`` over it).
 """
 
 from __future__ import annotations
