@@ -14,7 +14,7 @@ from seqgen.engines.base import Generator
 from seqgen.errors import ConfigError, MusicFileError, SeqgenError
 from seqgen.music.files import from_music21, quiet_music21, read_any
 from seqgen.music.piece import Piece
-from seqgen.sampling import complete, generate, infill
+from seqgen.sampling import SamplingOptions, complete, exempt_ids, generate, infill
 from seqgen.tokenizers.midi import K
 
 ABC_PROMPT = "X:1\n"
@@ -27,7 +27,7 @@ def is_midi_run(gen: Generator) -> bool:
 
 def sample_bars(gen, prompt: np.ndarray, bars: int, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, rng: np.random.Generator | None = None, batch: int = 1,
-                max_tokens: int | None = None) -> list[np.ndarray]:
+                max_tokens: int | None = None, options: SamplingOptions | None = None) -> list[np.ndarray]:
     """Continue ``prompt`` until each row has written ``bars`` more bars; returns prompt + new ids
     per row. The piece markers (BOS, EOS) and the infill sentinels are never drawn, so a piece
     cannot end early; ``max_tokens`` (default ``(bars + 1) * TOKENS_PER_BAR``) bounds a model that
@@ -40,7 +40,7 @@ def sample_bars(gen, prompt: np.ndarray, bars: int, temperature: float = 1.0, to
     banned = (tok.bos_id, tok.eos_id, tok.pre_id, tok.suf_id, tok.mid_id, tok.eot_id)
     steps = max_tokens or (bars + 1) * TOKENS_PER_BAR
     for ids in generate(gen.engine, np.tile(prompt[None], (batch, 1)), steps, temperature, top_k, top_p, rng,
-                        banned=banned):
+                        banned=banned, options=options, exempt=exempt_ids(tok)):
         for r in np.flatnonzero(~done):
             if ids[r] == tok.bar_id:
                 counts[r] += 1
@@ -55,12 +55,14 @@ def sample_bars(gen, prompt: np.ndarray, bars: int, temperature: float = 1.0, to
 
 def compose(gen, bars: int | None = 16, length: int | None = None, temperature: float = 1.0,
             top_k: int | None = None, top_p: float | None = None, rng: np.random.Generator | None = None,
-            prime: Piece | None = None, tempo: float | None = None) -> Piece:
-    """A new piece of ``bars`` bars (or ``length`` tokens), after ``prime`` when given."""
+            prime: Piece | None = None, tempo: float | None = None, options: SamplingOptions | None = None) -> Piece:
+    """A new piece of ``bars`` bars (or ``length`` tokens), after ``prime`` when given. ``options``
+    (min-p, the repetition guards) replaces ``temperature``, ``top_k`` and ``top_p``."""
     if not is_midi_run(gen):
         if prime is not None:
             raise ConfigError("--prime needs a run trained on MIDI tokens; this one is a character model")
-        piece = compose_abc(gen, bars=bars, length=length, temperature=temperature, top_k=top_k, top_p=top_p, rng=rng)
+        piece = compose_abc(gen, bars=bars, length=length, temperature=temperature, top_k=top_k, top_p=top_p, rng=rng,
+                            options=options)
     else:
         tok = gen.tokenizer
         # a new piece starts "BOS Bar": the model chooses the meter, and every token it writes
@@ -69,14 +71,15 @@ def compose(gen, bars: int | None = 16, length: int | None = None, temperature: 
         if length is not None:
             new = []
             for ids in generate(gen.engine, prompt[None], length, temperature, top_k, top_p, rng,
-                                stop_id=tok.eos_id, banned=(tok.bos_id, tok.pre_id, tok.suf_id, tok.mid_id, tok.eot_id)):
+                                stop_id=tok.eos_id, banned=(tok.bos_id, tok.pre_id, tok.suf_id, tok.mid_id, tok.eot_id),
+                                options=options, exempt=exempt_ids(tok)):
                 new.append(int(ids[0]))
             ids = np.concatenate((prompt, new))
         else:
             if prime is not None:  # the prime's trailing empty bars are room for the continuation
                 prompt = _drop_trailing_bars(prompt, tok)
             more = bars if prime is not None else bars - 1  # the prompt's Bar opens bar 1
-            (ids,) = sample_bars(gen, prompt, more, temperature, top_k, top_p, rng)
+            (ids,) = sample_bars(gen, prompt, more, temperature, top_k, top_p, rng, options=options)
         piece = tok.decode(ids, name="composition")
         piece.info["tokens"] = int(len(ids) - len(prompt))
     if tempo is not None:
@@ -106,7 +109,8 @@ def load_piece(path: Path) -> Piece:
 
 # ---- regenerating bars ---------------------------------------------------------------------
 def infill_bars(gen, piece: Piece, first: int, last: int, temperature: float = 1.0, top_k: int | None = None,
-                top_p: float | None = None, rng: np.random.Generator | None = None) -> Piece:
+                top_p: float | None = None, rng: np.random.Generator | None = None,
+                options: SamplingOptions | None = None) -> Piece:
     """``piece`` with bars ``first``..``last`` (1-based, inclusive) written anew; every note that
     starts outside them is kept exactly (as tokenized), as are tempo, meter and pedal."""
     if not is_midi_run(gen):
@@ -126,7 +130,7 @@ def infill_bars(gen, piece: Piece, first: int, last: int, temperature: float = 1
     start, stop = bar_at[first - 1], (bar_at[last] if last < n else len(ids) - 1)  # the bars' tokens; EOS stays
     prefix, suffix = ids[:start], ids[stop:]
     most = max(4 * (stop - start), 64 * (last - first + 1))  # room for a busier middle than the original
-    (middle,) = infill(gen, prefix, suffix, most, temperature, top_k, top_p, rng)
+    (middle,) = infill(gen, prefix, suffix, most, temperature, top_k, top_p, rng, options=options)
     middle = _fit_bars(middle, ids[start:stop], tok)
     written = tok.decode(np.concatenate((prefix, middle, suffix)), name=piece.name)
     kept = original.select((original.time < lo) | (original.time >= hi))
@@ -185,7 +189,7 @@ def _fit_between(new: Piece, kept: Piece) -> Piece:
 # ---- ABC text from a character model -------------------------------------------------------
 def compose_abc(gen, bars: int | None = None, length: int | None = None, temperature: float = 1.0,
                 top_k: int | None = None, top_p: float | None = None, rng: np.random.Generator | None = None,
-                attempts: int = 5) -> Piece:
+                attempts: int = 5, options: SamplingOptions | None = None) -> Piece:
     """Sample ABC text from ``X:1`` and read it with music21; a tune that does not parse is cut
     back line by line, and sampled again (up to ``attempts`` times)."""
     tok = gen.tokenizer
@@ -197,7 +201,7 @@ def compose_abc(gen, bars: int | None = None, length: int | None = None, tempera
     reasons = []
     for _ in range(attempts):
         text = ABC_PROMPT
-        for ids in complete(gen, tok.encode(ABC_PROMPT), length, temperature, top_k, top_p, rng):
+        for ids in complete(gen, tok.encode(ABC_PROMPT), length, temperature, top_k, top_p, rng, options=options):
             text += tok.decode(ids)
             if _tune_ended(text):
                 break

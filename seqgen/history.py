@@ -156,6 +156,12 @@ class Run:
         return m if isinstance(m, dict) else {}
 
     @property
+    def parent(self) -> str | None:
+        """The checkpoint a run started from (``seqgen train --init``), or None."""
+        init = self.config.get("init")
+        return str(init["from"]) if isinstance(init, dict) and init.get("from") else None
+
+    @property
     def last(self) -> EvalRecord | None:
         return self.metrics.records[-1] if self.metrics.records else None
 
@@ -238,6 +244,7 @@ class Run:
             "name": self.name,
             "path": str(self.path),
             "corpus": self.config.get("corpus"),
+            "init_from": self.parent,
             "model": self.model.get("type") or self.train.get("model"),
             "size": self.train.get("size"),
             "layers": self.model.get("layers"),

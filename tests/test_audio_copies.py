@@ -212,7 +212,7 @@ def test_sample_json_carries_the_copy_check_and_it_is_quiet_on_noise(text_run):
     _, run = text_run
     result = runner.invoke(app, ["sample", str(run), "--length", "120", "--seed", "1", "--num", "2", "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)["samples"]
+    rows = json.loads(result.stdout)
     assert len(rows) == 2 and all(len(r["text"]) == 120 for r in rows)
     gen = open_generator(run)
     ckpt = gen.info["checkpoint"]

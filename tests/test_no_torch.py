@@ -94,3 +94,80 @@ def test_compose_from_a_music_bundle_without_torch(music_bundle, tmp_path):
                                cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert out.is_file() and out.read_bytes()[:4] == b"MThd"
+
+
+def test_sampling_controls_score_and_interactive_from_a_bundle_without_torch(text_bundle, tmp_path):
+    import json
+    import math
+
+    args = ["sample", text_bundle, "--prompt", "A", "--length", "40", "--seed", "3", "--json", "--logprobs",
+            "--min-p", "0.05", "--repetition-penalty", "1.2", "--no-repeat-ngram", "6"]
+    res = seqgen_without_torch(*args, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (row,) = json.loads(res.stdout)
+    assert row["finish_reason"] == "length" and len(row["logprobs"]) == len(row["text"]) == 40
+    stop = row["text"][10:12]
+    res = seqgen_without_torch(*args, "--stop", stop, cwd=tmp_path)
+    (cut,) = json.loads(res.stdout)
+    assert cut["text"] == row["text"][: row["text"].index(stop)] and cut["finish_reason"] == "stop"
+    (tmp_path / "s.txt").write_text("A" + row["text"], encoding="utf-8")
+    res = seqgen_without_torch("score", text_bundle, tmp_path / "s.txt", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert math.isclose(json.loads(res.stdout)["nats"], -sum(row["logprobs"]), rel_tol=1e-4)
+    res = subprocess.run([sys.executable, "-c", NO_TORCH, "sample", str(text_bundle), "--interactive", "--temp", "0",
+                          "--length", "10"], input="All\n/length 3\nAll\n", capture_output=True, text=True,
+                         timeout=180, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert len(res.stdout) == 10 + 1 + 3 + 1 and res.stdout.endswith("\n" + res.stdout[:3] + "\n")
+
+
+def test_compose_with_min_p_and_the_guard_from_a_music_bundle_without_torch(music_bundle, tmp_path):
+    out = tmp_path / "piece.mid"
+    res = seqgen_without_torch("compose", music_bundle, "--bars", "2", "--seed", "0", "--out", out, "--no-roll",
+                               "--min-p", "0.05", "--no-repeat-ngram", "3", "--repetition-penalty", "1.2", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert out.is_file() and out.read_bytes()[:4] == b"MThd"
+
+
+@pytest.mark.parametrize("key", ["ctrl-c", "ctrl-d"])
+def test_interactive_in_a_terminal_ends_on_ctrl_c_and_ctrl_d(text_bundle, tmp_path, key):
+    """Through a pseudo terminal (readline on): an answer streams, then the key ends it, exit 0."""
+    import os
+    import pty
+    import select
+    import signal
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", NO_TORCH, "sample", str(text_bundle), "-i", "--temp", "0",
+                             "--length", "12"], stdin=slave, stdout=slave, stderr=slave, cwd=tmp_path, close_fds=True)
+    os.close(slave)
+    seen = b""
+
+    def read_until(done, limit: float = 60) -> None:
+        nonlocal seen
+        end = time.monotonic() + limit
+        while not done() and time.monotonic() < end:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+
+    try:
+        read_until(lambda: b"> " in seen)
+        os.write(master, b"All\n")
+        read_until(lambda: seen.count(b"> ") >= 2)  # the answer, then the prompt again
+        answer = seen.split(b"> ")[1]
+        assert answer.startswith(b"All") and len(answer) > len(b"All\r\n") + 12, seen
+        if key == "ctrl-c":
+            proc.send_signal(signal.SIGINT)  # what the terminal sends on Ctrl-C
+        else:
+            os.write(master, b"\x04")
+        assert proc.wait(timeout=60) == 0, seen
+        read_until(lambda: False, 0.5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert b"Traceback" not in seen and b"error" not in seen, seen

@@ -42,13 +42,14 @@ def root(
 
 
 def _register() -> None:
-    from seqgen.cli import bench, compose, corpus, export, infill, sample, train
+    from seqgen.cli import bench, compose, corpus, export, infill, sample, score, train
     from seqgen.cli import eval as eval_cmd
 
     app.command(no_args_is_help=True)(train.train)
     app.command()(sample.sample)
     app.command(name="eval")(eval_cmd.evaluate)
     app.command(no_args_is_help=True)(infill.infill)
+    app.command(no_args_is_help=True)(score.score)
     app.command()(compose.compose)
     app.command()(export.export)
     app.command()(bench.bench)

@@ -56,15 +56,3 @@ def check(gen, wanted: bool | None, samples: list) -> list[dict] | None:
         rows.append(result.to_dict())
     return rows
 
-
-def finish_samples(gen, wanted: bool | None, texts: list[str], as_json: bool, prompt: str = "") -> None:
-    """``seqgen sample``'s end: the copy check of each sample (prompt excluded), and --json output."""
-    import json
-    import sys
-
-    copies = check(gen, wanted, texts)
-    if as_json:
-        rows = [{"prompt": prompt, "text": t} for t in texts]
-        for row, c in zip(rows, copies or []):
-            row["copies"] = c
-        sys.stdout.write(json.dumps({"samples": rows}, ensure_ascii=False) + "\n")

@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from seqgen.cli._options import (DEFAULT_TEMPERATURE, GENERATE_DEVICE, GENERATE_THREADS, Device, RunArg, Seed,
-                                 Temp, Threads, TopK, TopP)
+from seqgen.cli._options import (DEFAULTS, GENERATE_DEVICE, GENERATE_THREADS, Device, MinP, NoRepeatNgram,
+                                 RepeatWindow, RepetitionPenalty, RunArg, Seed, Temp, Threads, TopK, TopP,
+                                 sampling_options)
 from seqgen.cli._copies import CheckCopies
 from seqgen.cli._copies import check as check_copies_of
 from seqgen.cli._util import err, out
@@ -42,9 +43,13 @@ def compose(
     bars: Annotated[Optional[str], typer.Option(help="Bars to write (default 16); with --infill, the bars to rewrite, e.g. 5-8.")] = None,
     length: Annotated[Optional[int], typer.Option(help="Tokens to write instead of a number of bars (characters for an ABC model).")] = None,
     tempo: Annotated[Optional[float], typer.Option(help="Tempo of the file written, in quarter notes per minute.")] = None,
-    temp: Temp = DEFAULT_TEMPERATURE,
-    top_k: TopK = None,
-    top_p: TopP = None,
+    temp: Temp = DEFAULTS.temperature,
+    top_k: TopK = DEFAULTS.top_k,
+    top_p: TopP = DEFAULTS.top_p,
+    min_p: MinP = DEFAULTS.min_p,
+    repetition_penalty: RepetitionPenalty = DEFAULTS.repetition_penalty,
+    repeat_window: RepeatWindow = DEFAULTS.repeat_window,
+    no_repeat_ngram: NoRepeatNgram = DEFAULTS.no_repeat_ngram,
     seed: Seed = None,
     prime: Annotated[Optional[Path], typer.Option(help="Continue this MIDI/MusicXML/ABC file.")] = None,
     infill: Annotated[Optional[Path], typer.Option(help="Rewrite --bars A-B of this file, keeping the rest (runs trained with infilling).")] = None,
@@ -65,9 +70,8 @@ def compose(
     from seqgen.errors import ConfigError
     from seqgen.compose import compose as make, infill_bars, load_piece
     from seqgen.music.files import write_piece
-    from seqgen.sampling import check_options
 
-    check_options(temp, top_k, top_p)
+    options = sampling_options(temp, top_k, top_p, min_p, repetition_penalty, repeat_window, no_repeat_ngram)
     span = parse_bars(bars)
     if length is not None and length < 1:
         raise ConfigError(f"--length must be at least 1, got {length}")
@@ -97,14 +101,14 @@ def compose(
     gen = open_generator(run, device=device, threads=threads)
     if infill is not None:
         source = load_piece(infill)
-        piece = infill_bars(gen, source, span[0], span[1], temp, top_k, top_p, rng)
+        piece = infill_bars(gen, source, span[0], span[1], temp, top_k, top_p, rng, options=options)
         if tempo is not None:
             piece = piece.with_tempo(tempo)
     else:
         primer = load_piece(prime) if prime is not None else None
         n_bars = span if span is not None else (None if length is not None else 16)
         piece = make(gen, bars=n_bars, length=length, temperature=temp, top_k=top_k, top_p=top_p, rng=rng,
-                     prime=primer, tempo=tempo)
+                     prime=primer, tempo=tempo, options=options)
     repairs = piece.info.get("dropped_tokens", 0) + piece.info.get("notes_cut", 0)
     if repairs:
         err.print(f"[dim]repaired the model's output: {piece.info.get('dropped_tokens', 0)} stray token(s) dropped, "

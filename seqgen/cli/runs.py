@@ -17,7 +17,7 @@ COLUMNS = (
     *((name, {"justify": "right", "no_wrap": True}) for name in ("steps", "time", "nats", "bits")),
     ("when", {"no_wrap": True}), ("resume", {"no_wrap": True}), ("export", {"overflow": "fold"}),
 )
-CAPTION = ("nats, bits: best validation loss per token. resume: yes = last.pt and budget left; done = budget "
+CAPTION = ("(init RUN): started from RUN's weights (train --init). nats, bits: best validation loss per token. resume: yes = last.pt and budget left; done = budget "
            "used (extend with --resume --steps or --time). export: bundle folder in exports/.")
 
 
@@ -66,9 +66,13 @@ def _table(found, folder: Path):
             model += f" {d['layers']}x{d['dim']}"
         if d["params"]:
             model += f" {_count(d['params'])}"
+        corpus = _escape(str(d["corpus"] or "?"))
+        if d["init_from"]:  # the parent: its run folder's name, or the checkpoint file's
+            parent = Path(d["init_from"])
+            corpus += f" [dim](init {_escape(parent.parent.name if parent.suffix == '.pt' else parent.name)})[/]"
         resume = {"resumable": "[green]yes[/]", "finished": "done", "no checkpoint": "[dim]no[/]"}[d["state"]]
         t.add_row(
-            _escape(d["name"]) + (" [yellow]![/]" if d["problems"] else ""), _escape(str(d["corpus"] or "?")), model,
+            _escape(d["name"]) + (" [yellow]![/]" if d["problems"] else ""), corpus, model,
             f"{d['steps']:,}" if d["steps"] is not None else "-",
             fmt_clock(d["elapsed_s"]) if d["elapsed_s"] is not None else "-",
             f"{d['best_val_loss']:.3f}" if d["best_val_loss"] is not None else "-",

@@ -89,11 +89,16 @@ def train(
     resume: bool = False,
     quiet: bool = False,
     launch_config: Optional[Path] = None,
+    init: Optional[Path] = None,
     **options: Any,
 ) -> None:
     """Train a generator on CORPUS. Ctrl-C, SIGTERM or SIGHUP save a checkpoint and print how to resume."""
     from seqgen.errors import ConfigError
     from seqgen.runs import run_lock
+
+    if init is not None and resume:
+        raise ConfigError("--init starts a new run from another run's weights; --resume continues the run in --out: "
+                          "give one of them")
 
     values = _config_values(options) if launch_config is None else _read_launch(launch_config)
     if values["time"] is None and values["steps"] is None and not resume:
@@ -103,14 +108,14 @@ def train(
     from seqgen.distributed import in_launched_process
 
     if in_launched_process():
-        _train_as_rank(corpus, out, encoding, resume, quiet, values)
+        _train_as_rank(corpus, out, encoding, resume, quiet, values, init)
         return
     if values["devices"] > 1:
-        _launch(corpus, out, encoding, resume, quiet, values)
+        _launch(corpus, out, encoding, resume, quiet, values, init)
         return
     if out is not None:
         with run_lock(out):
-            _train(corpus, out, encoding, resume, quiet, values)
+            _train(corpus, out, encoding, resume, quiet, values, init=init)
         return
     from seqgen.data.load import load_corpus
     from seqgen.runs import new_run_dir
@@ -120,13 +125,14 @@ def train(
     out = new_run_dir(data.source or "run")
     try:
         with run_lock(out):
-            _train(corpus, out, encoding, resume, quiet, values, data)
+            _train(corpus, out, encoding, resume, quiet, values, data, init=init)
     except BaseException:
         _remove_if_unused(out)
         raise
 
 
-def _launch(corpus: str, out: Optional[Path], encoding: str, resume: bool, quiet: bool, values: dict) -> None:
+def _launch(corpus: str, out: Optional[Path], encoding: str, resume: bool, quiet: bool, values: dict,
+            init: Optional[Path] = None) -> None:
     """--devices N: prepare the corpus once (the processes find it in the cache), choose the run
     folder, then run this same command in N processes through torchrun."""
     from seqgen.data.load import load_corpus
@@ -151,6 +157,7 @@ def _launch(corpus: str, out: Optional[Path], encoding: str, resume: bool, quiet
     write_json(launch_file, {"values": values})
     argv = ["train", corpus, "--out", str(out), "--encoding", encoding, "--launch-config", str(launch_file)]
     argv += (["--resume"] if resume else []) + (["--quiet"] if quiet else [])
+    argv += ["--init", str(init)] if init is not None else []
     try:
         code = launch(argv, values["devices"])
     except DistributedError as e:
@@ -176,7 +183,8 @@ def _read_launch(path: Path) -> dict:
     return {name: values.get(name, f.default) for name, f in _FIELDS.items()}
 
 
-def _train_as_rank(corpus: str, out: Optional[Path], encoding: str, resume: bool, quiet: bool, values: dict) -> None:
+def _train_as_rank(corpus: str, out: Optional[Path], encoding: str, resume: bool, quiet: bool, values: dict,
+                   init: Optional[Path] = None) -> None:
     """One process of a torchrun launch: join the group; rank 0 prepares the corpus (the others
     then find it in the cache) and holds the run folder's lock."""
     from seqgen.distributed import Group
@@ -196,7 +204,7 @@ def _train_as_rank(corpus: str, out: Optional[Path], encoding: str, resume: bool
                     data = load_corpus(corpus, encoding=encoding, **feedback)
             group.barrier()
             try:
-                _train(corpus, out, encoding, resume, quiet or not group.is_main, values, data, group)
+                _train(corpus, out, encoding, resume, quiet or not group.is_main, values, data, group, init)
             finally:
                 _meet_at_the_end(group)
     finally:
@@ -214,7 +222,7 @@ def _meet_at_the_end(group) -> None:
 
 
 def _train(corpus: str, out: Path, encoding: str, resume: bool, quiet: bool, values: dict, data=None,
-           group=None) -> None:
+           group=None, init: Optional[Path] = None) -> None:
     """The training itself, with the run folder locked."""
     from seqgen.checkpoint import load
     from seqgen.data.load import load_corpus
@@ -239,8 +247,22 @@ def _train(corpus: str, out: Path, encoding: str, resume: bool, quiet: bool, val
     if data is None:
         with corpus_feedback(quiet) as feedback:
             data = load_corpus(corpus, encoding=encoding, tokenizer=resumed.tokenizer if resumed else None, **feedback)
+    start = None
+    if init is not None:  # the parent's weights, in the vocabulary merged with this corpus's
+        from seqgen.transfer import init_from
+
+        start = init_from(init, data.tokenizer)
+        if start.tokenizer != data.tokenizer:
+            with corpus_feedback(quiet) as feedback:
+                data = load_corpus(corpus, encoding=encoding, tokenizer=start.tokenizer, **feedback)
+        if not quiet and (group is None or group.is_main):
+            new = start.note["new_tokens"]
+            err.print(f"[dim]starting from {escape(start.note['from'])} (step {start.note['step']:,}): "
+                      f"{start.note['kept_tokens']} tokens keep their rows"
+                      + (f", {len(new)} new ({escape(''.join(new))!r}) start from the mean row" if new else "")
+                      + "[/]", soft_wrap=True)
     cb = ProgressCallback(quiet)
-    trainer = Trainer(cfg, data, out, resume=resumed, callback=cb, group=group)
+    trainer = Trainer(cfg, data, out, resume=resumed, callback=cb, group=group, init=start)
     if group is not None and not group.is_main:
         trainer.run()
         return
@@ -360,6 +382,9 @@ def _signature() -> inspect.Signature:
             "--quiet", "-q", help="No progress bar or loss chart; only the summary line.")]),
         P("launch_config", P.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[Optional[Path], typer.Option(
             hidden=True, help="The parsed configuration, for the processes of a --devices N launch.")]),
+        P("init", P.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[Optional[Path], typer.Option(
+            help="Start from this run's weights (a run folder: its best checkpoint; or a checkpoint), with its model "
+                 "and a vocabulary merged with the corpus's; a new run, a fresh optimizer and schedule.")]),
     ]
     return inspect.Signature(own + config + tail, return_annotation=None)
 

@@ -27,6 +27,13 @@ class TorchEngine:
         logits, state = self.model(x, state)  # (B, T, V)
         return logits[:, -1].float().cpu().numpy(), state
 
+    @torch.inference_mode()
+    def forward(self, ids: np.ndarray, state):
+        """All logits (B, T, V) for ``ids`` (B, T), and the new state."""
+        x = torch.as_tensor(np.asarray(ids, dtype=np.int64), device=self.device)
+        logits, state = self.model(x, state)
+        return logits.float().cpu().numpy(), state
+
 
 def open_torch(path: Path, device: str = GENERATE_DEVICE, threads: int | None = None) -> Generator:
     """A ``Generator`` over a checkpoint file's model, on ``threads`` CPU threads (None: torch's choice)."""

@@ -23,6 +23,7 @@ from seqgen.train.fit import TRAIN_POINTS, Fit, TrainResult, lr_at, progress_of
 from seqgen.train.loggers import Callback, Callbacks, loggers
 from seqgen.train.plan import Plan, make_plan
 from seqgen.train_state import TrainState
+from seqgen.transfer import Start
 
 __all__ = ["TRAIN_POINTS", "Callback", "Plan", "TrainResult", "Trainer", "lr_at", "make_plan"]
 OLD_CHECKPOINT = ("the checkpoint is from an older seqgen: the batch order, the random states and the carried "
@@ -31,14 +32,23 @@ OLD_CHECKPOINT = ("the checkpoint is from an older seqgen: the batch order, the 
 
 class Trainer:
     """A run, planned and built: ``run()`` trains it. ``resume`` continues a checkpoint's run
-    (its config with what the command changed, its choices, its whole state)."""
+    (its config with what the command changed, its choices, its whole state). ``init``
+    (``seqgen.transfer.init_from``) starts a new run from a parent's weights: the parent's
+    model shape, ``data`` read with the merged vocabulary, a fresh plan, optimizer and state."""
 
     def __init__(self, cfg: TrainConfig, data: TokenData, out: Path, resume: ckpt_io.Checkpoint | None = None,
-                 callback: Callback | None = None, group: Group | None = None):
+                 callback: Callback | None = None, group: Group | None = None, init: Start | None = None):
+        if init is not None:
+            if resume is not None:
+                raise ConfigError("--init starts a new run from another run's weights; --resume continues this "
+                                  "one: give one of them")
+            if data.tokenizer != init.tokenizer:
+                raise ConfigError("--init: the corpus must be read with the merged vocabulary (init.tokenizer)")
+            cfg = init.train_config(cfg)
         device = group.device if group is not None else resolve_device(cfg.device)
         world = group.world if group is not None else 1
         set_threads(cfg.threads)
-        self.out, self.data, self.resumed = Path(out), data, resume
+        self.out, self.data, self.resumed, self.init = Path(out), data, resume, init
         if resume is not None:
             plan = make_plan(cfg, data, device.type, world, choices=resume.choices or {},
                              memorization_stop=resume.memorization_stop)
@@ -54,8 +64,9 @@ class Trainer:
             plan, state = make_plan(cfg, data, device.type, world, measure=measure), TrainState()
         self.plan, self.cfg = plan, plan.cfg
         self.notes = [OLD_CHECKPOINT] if resume is not None and not resume.has_state else []
+        model = resume.model if resume is not None else init.model(plan.cfg.dropout) if init is not None else None
         built = build(plan, data.tokenizer, device, lr_at(plan.cfg, 0, 0.0), group,
-                      model=resume.model if resume is not None else None, state=state if resume is not None else None)
+                      model=model, state=state if resume is not None else None)
         main = group is None or group.is_main
         callbacks = Callbacks(callback, *loggers(plan.cfg.log, self.out)) if main else Callbacks()
         self.fit = Fit(plan, built, data, out, state, callbacks, group, self.notes)
@@ -89,8 +100,11 @@ class Trainer:
                 record.setdefault("resumes", []).append({"step": self.fit.state.step, "changed": changed})
                 write_json(self.out / CONFIG, record)
                 return
-        write_json(self.out / CONFIG, {
+        record = {
             "train": cfg.to_dict(), "choices": self.plan.choices, "model": model.config.to_dict(),
             "tokenizer": self.data.tokenizer.to_dict(), "corpus": self.data.source, "params": model.num_params(),
             "tokens": {"train": len(self.plan.train_tokens), "val": len(self.plan.val_tokens)},
-        })
+        }
+        if self.init is not None:
+            record["init"] = self.init.note  # where the weights came from
+        write_json(self.out / CONFIG, record)
