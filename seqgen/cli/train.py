@@ -362,17 +362,39 @@ def _signature() -> inspect.Signature:
     """train()'s parameters: its own, then one option per config field, each with its help text."""
     P = inspect.Parameter
     own = [
-        P("corpus", P.POSITIONAL_OR_KEYWORD, annotation=Annotated[str, typer.Argument(
-            help="A UTF-8 text file, a folder of text or music files, or a built-in corpus (see `seqgen corpus list`).")]),
-        P("out", P.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[Optional[Path], typer.Option(
-            help="Run folder (default: runs/<corpus name>).")]),
+        P(
+            "corpus",
+            P.POSITIONAL_OR_KEYWORD,
+            annotation=Annotated[
+                str,
+                typer.Argument(
+                    help="A UTF-8 text file, a folder of text or music files, or a built-in corpus "
+                         "(see `seqgen corpus list`)."
+                ),
+            ],
+        ),
+        P(
+            "out",
+            P.POSITIONAL_OR_KEYWORD,
+            default=None,
+            annotation=Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<corpus name>).")],
+        ),
     ]
     config = []
     for name, f in _FIELDS.items():
         parse = f.metadata.get("parse")
         default = None if parse is not None else f.default
-        config.append(P(name, P.POSITIONAL_OR_KEYWORD, default=default, annotation=Annotated[
-            _option_type(name), typer.Option(help=f.metadata["help"], show_default=parse is None and default is not None)]))
+        config.append(
+            P(
+                name,
+                P.POSITIONAL_OR_KEYWORD,
+                default=default,
+                annotation=Annotated[
+                    _option_type(name),
+                    typer.Option(help=f.metadata["help"], show_default=parse is None and default is not None),
+                ],
+            )
+        )
     tail = [
         P("encoding", P.POSITIONAL_OR_KEYWORD, default="utf-8", annotation=Annotated[str, typer.Option(
             help="Text encoding of the corpus.")]),

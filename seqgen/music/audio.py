@@ -84,7 +84,9 @@ def _synth(soundfont: Path, sample_rate: int):
     try:
         return synth, synth.sfload(str(soundfont))
     except Exception as e:  # tinysoundfont raises its own SoundFontException, or OSError
-        raise SoundFontError(f"cannot load the SoundFont {soundfont} ({str(e).strip()[:120] or type(e).__name__})") from None
+        raise SoundFontError(
+            f"cannot load the SoundFont {soundfont} ({str(e).strip()[:120] or type(e).__name__})"
+        ) from None
 
 
 def _events(piece: Piece, sample_rate: int) -> tuple[np.ndarray, dict[int, int]]:
@@ -92,7 +94,9 @@ def _events(piece: Piece, sample_rate: int) -> tuple[np.ndarray, dict[int, int]]
     (offs before ons at the same sample), and the channel of each program (drums on channel 9)."""
     programs = sorted(set(piece.program.tolist()))
     melodic = [c for c in range(16) if c != 9]
-    channel = {p: 9 if p == DRUMS else melodic[i % len(melodic)] for i, p in enumerate(q for q in programs if q != DRUMS)}
+    channel = {
+        p: 9 if p == DRUMS else melodic[i % len(melodic)] for i, p in enumerate(q for q in programs if q != DRUMS)
+    }
     if DRUMS in programs:
         channel[DRUMS] = 9
     ch = np.array([channel[p] for p in piece.program.tolist()], dtype=np.int64)
