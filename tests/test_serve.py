@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from serve_util import start_server
 from test_export import make_run
 from test_no_torch import music_bundle, text_bundle  # noqa: F401 - fixtures

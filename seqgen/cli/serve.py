@@ -4,7 +4,7 @@ an ONNX bundle; a bundle is served with onnxruntime and numpy alone."""
 from __future__ import annotations
 
 import os
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,7 +18,7 @@ def serve(
     run: RunArg = None,
     host: Annotated[str, typer.Option(help="Address to listen on (loopback unless told otherwise).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    api_key: Annotated[Optional[str], typer.Option(
+    api_key: Annotated[str | None, typer.Option(
         "--api-key", help=f"Require Authorization: Bearer KEY (default: ${API_KEY_ENV} when set).")] = None,
     max_tokens: Annotated[int, typer.Option(help="The most tokens one request may ask for.")] = 4096,
     max_rows: Annotated[int, typer.Option(help="Rows (streams) decoded together in one step.")] = 64,

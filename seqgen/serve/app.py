@@ -28,7 +28,13 @@ from starlette.routing import Route
 from seqgen.errors import SeqgenError
 from seqgen.objectives import FimIds, infill_prompt
 from seqgen.serve.batcher import Batcher, Closed, QueueFull, RowEvent, RowJob
-from seqgen.serve.requests import ApiError, CompletionRequest, completion_request, compose_request, read_json
+from seqgen.serve.requests import (
+    ApiError,
+    CompletionRequest,
+    completion_request,
+    compose_request,
+    read_json,
+)
 
 
 @dataclass

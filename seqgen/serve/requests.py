@@ -113,7 +113,7 @@ class _Fields:
     def leftover(self) -> None:
         if self.body:
             names = ", ".join(sorted(self.body))
-            raise ApiError(400, f"unknown field(s): {names}", sorted(self.body)[0])
+            raise ApiError(400, f"unknown field(s): {names}", min(self.body))
 
 
 def sampling(f: _Fields, default_temperature: float) -> SamplingOptions:

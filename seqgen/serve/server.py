@@ -4,7 +4,7 @@ streams finish within ``grace`` seconds, and returns normally (the CLI then exit
 from __future__ import annotations
 
 import signal
-from typing import Callable
+from collections.abc import Callable
 
 from seqgen.errors import MissingExtraError
 from seqgen.serve.app import ServeConfig, build_app
