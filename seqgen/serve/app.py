@@ -13,6 +13,7 @@ import asyncio
 import base64
 import hmac
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ class Service:
         self.temperature = float((gen.info.get("sampling") or {}).get("temperature") or 1.0)
         self.batcher = Batcher(gen, config.max_rows, config.max_queue)
         self.compose_lock = asyncio.Semaphore(1)
+        self.mailbox = _Mailbox()
         self.created = int(time.time())
 
     # ---- plumbing -------------------------------------------------------------------------
@@ -152,11 +154,12 @@ class Service:
         if self.music:
             raise ApiError(400, "this is a music run: its tokens are not text; use POST /v1/compose")
         req = completion_request(await self.body(request), self.config.max_tokens, self.temperature)
-        loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
+        self.mailbox.loop = asyncio.get_running_loop()
+        post = self.mailbox.post
 
         def sink_for(index: int):
-            return lambda ev: loop.call_soon_threadsafe(queue.put_nowait, (index, ev))
+            return lambda ev: post(queue, (index, ev))
 
         jobs, counts = self.jobs(req, sink_for)
         try:
@@ -202,10 +205,14 @@ class Service:
     async def stream(self, req: CompletionRequest, rid: str, jobs, queue, prompt_tokens: int):
         created = int(time.time())
 
+        head = json.dumps({"id": rid, "object": "text_completion", "created": created, "model": self.config.name},
+                          ensure_ascii=False)[:-1] + ', "choices": [{"text": '
+
         def chunk(index: int, text: str, finish=None, logprobs=None) -> bytes:
-            body = {"id": rid, "object": "text_completion", "created": created, "model": self.config.name,
-                    "choices": [{"text": text, "index": index, "logprobs": logprobs, "finish_reason": finish}]}
-            return f"data: {json.dumps(body, ensure_ascii=False)}\n\n".encode()
+            # the same JSON as json.dumps of the whole chunk, with one string encoded per token
+            return (f"data: {head}{json.dumps(text, ensure_ascii=False)}, \"index\": {index}, \"logprobs\": "
+                    f"{json.dumps(logprobs, ensure_ascii=False)}, \"finish_reason\": {json.dumps(finish)}}}]}}\n\n"
+                    ).encode()
 
         ended, tokens = 0, 0
         try:
@@ -213,21 +220,14 @@ class Service:
                 for i in range(len(jobs)):
                     yield chunk(i, req.prompts[i // req.n])
             while ended < len(jobs):
-                index, ev = await queue.get()
-                lp = None
-                if req.logprobs is not None:
-                    lp = _Logprobs()
-                    lp.add(ev)
-                    lp = lp.body()
-                if ev.finish_reason is not None:
-                    ended += 1
-                    tokens += ev.completion_tokens
-                    if ev.error:
-                        err = ApiError(500, f"the engine failed: {ev.error}")
-                        yield f"data: {json.dumps(err.body())}\n\n".encode()
-                        continue
-                if ev.text or ev.finish_reason is not None:
-                    yield chunk(index, ev.text, ev.finish_reason, lp)
+                batch = [await queue.get()]
+                while not queue.empty():  # what piled up goes out in one write
+                    batch.append(queue.get_nowait())
+                out = []
+                for index, ev in batch:
+                    ended, tokens = self._event(req, chunk, index, ev, out, ended, tokens)
+                if out:
+                    yield b"".join(out)
             if req.include_usage:
                 usage = {"id": rid, "object": "text_completion", "created": created, "model": self.config.name,
                          "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": tokens,
@@ -237,6 +237,24 @@ class Service:
         finally:
             for job in jobs:
                 job.cancel()  # a client that went away frees its rows at the next step
+
+    @staticmethod
+    def _event(req, chunk, index: int, ev: RowEvent, out: list[bytes], ended: int, tokens: int) -> tuple[int, int]:
+        lp = None
+        if req.logprobs is not None:
+            lp = _Logprobs()
+            lp.add(ev)
+            lp = lp.body()
+        if ev.finish_reason is not None:
+            ended += 1
+            tokens += ev.completion_tokens
+            if ev.error:
+                err = ApiError(500, f"the engine failed: {ev.error}")
+                out.append(f"data: {json.dumps(err.body())}\n\n".encode())
+                return ended, tokens
+        if ev.text or ev.finish_reason is not None:
+            out.append(chunk(index, ev.text, ev.finish_reason, lp))
+        return ended, tokens
 
     async def compose(self, request: Request) -> Response:
         req = compose_request(await self.body(request), self.temperature, request.headers.get("accept", ""))
@@ -281,6 +299,31 @@ class Service:
         from seqgen.serve.page import page
 
         return HTMLResponse(page(self.config.name, self.music, self.gen.knows_infill))
+
+
+class _Mailbox:
+    """Events from the worker thread to the event loop's queues: one wake-up of the loop carries
+    everything posted since the last one (a step of 64 rows is one wake-up, not 64)."""
+
+    def __init__(self):
+        self.loop = None  # the server's loop, set by the first request
+        self.items: list = []
+        self.lock = threading.Lock()
+        self.scheduled = False
+
+    def post(self, queue: asyncio.Queue, item) -> None:
+        with self.lock:
+            self.items.append((queue, item))
+            if self.scheduled:
+                return
+            self.scheduled = True
+        self.loop.call_soon_threadsafe(self._flush)
+
+    def _flush(self) -> None:
+        with self.lock:
+            items, self.items, self.scheduled = self.items, [], False
+        for queue, item in items:
+            queue.put_nowait(item)
 
 
 class _Logprobs:

@@ -78,6 +78,7 @@ class _Row:
         self.pending: list[tuple[str, float, dict]] = []  # drawn, not yet shown (a stop string may follow)
         self.shown = 0  # characters of the matcher's text already reported
         self.count = 0
+        self.next = 0  # the id drawn this step
         self.done = False
 
 
@@ -149,8 +150,8 @@ class Batcher:
                 message = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
                 with self._cv:
                     rows, self._rows, self._state = self._rows, [], None
-                for row in rows:
-                    _send(row.job, RowEvent(finish_reason="error", error=message))
+                for job in [row.job for row in rows] + joining:
+                    _send(job, RowEvent(finish_reason="error", error=message))
 
     def _admit(self, jobs: list[RowJob]) -> None:
         new = []
@@ -173,12 +174,13 @@ class Batcher:
         rows = self._rows
         if not rows:
             return
-        nxt = np.zeros(len(rows), dtype=np.int64)
-        for k, row in enumerate(rows):
+        for row in rows:
             if row.job.cancelled:
                 row.done = True
-                continue
-            nxt[k] = self._draw(row)
+        drawing = [row for row in rows if not row.done]
+        for row, i in zip(drawing, self._choose(drawing)):
+            row.next = i
+            self._accept(row, i)
         keep = [k for k, row in enumerate(rows) if not row.done]
         if len(keep) < len(rows):
             with self._cv:
@@ -187,9 +189,9 @@ class Batcher:
                 self._state = (tuple(np.take(s, keep, axis=ax) for s, ax in zip(self._state, self.axes))
                                if keep else None)
             rows = self._rows
-            nxt = nxt[keep]
         if not rows:
             return
+        nxt = np.array([row.next for row in rows], dtype=np.int64)
         if self.axes is not None:
             logits, self._state = self.engine.advance(nxt[:, None], self._state)
             logits = np.asarray(logits)
@@ -201,14 +203,39 @@ class Batcher:
                 row.logits = np.asarray(logits)
         self.steps += 1
 
-    def _draw(self, row: _Row) -> int:
-        """Draw one row's next token, report what is now safe to show; mark the row done at its end."""
+    def _choose(self, rows: list[_Row]) -> list[int]:
+        """Each row's next id under its own options. Rows drawing with the temperature alone are
+        drawn together (one row's arithmetic of ``seqgen.sampling.pick`` on a (rows, V) array,
+        each row's random number from its own generator, so a row draws what it would alone)."""
+        out = [0] * len(rows)
+        plain: dict[tuple, list[int]] = {}
+        for k, row in enumerate(rows):
+            o = row.job.options
+            if row.guard is None and o.temperature >= 1e-2 and o.top_k is None and o.top_p is None and not o.min_p:
+                plain.setdefault(tuple(row.job.banned), []).append(k)
+            else:
+                out[k] = int(pick(row.logits, o, row.job.rng, row.guard, row.job.banned)[0])
+        for banned, ks in plain.items():
+            z = np.concatenate([rows[k].logits for k in ks]).astype(np.float64)  # (R, V)
+            if banned:
+                z[:, list(banned)] = -np.inf
+            t = np.array([rows[k].job.options.temperature for k in ks])[:, None]
+            c = np.cumsum(np.exp((z - z.max(axis=1, keepdims=True)) / t), axis=1)
+            u = np.array([rows[k].job.rng.random() for k in ks])
+            ids = (c <= (u * c[:, -1])[:, None]).sum(axis=1)
+            for k, i in zip(ks, ids.tolist()):
+                if i >= c.shape[1]:  # u * total rounded up to the total: the last id with mass
+                    i = int(np.flatnonzero(np.diff(c[ks.index(k)], prepend=0.0) > 0)[-1])
+                out[k] = i
+        return out
+
+    def _accept(self, row: _Row, i: int) -> None:
+        """Take a row's drawn id: report what is now safe to show; mark the row done at its end."""
         job = row.job
-        i = int(pick(row.logits, job.options, job.rng, row.guard, job.banned)[0])
         row.count += 1
         if job.stop_id is not None and i == job.stop_id:
             self._finish(row, "stop")
-            return i
+            return
         if row.guard is not None:
             row.guard.push(np.array([i]))
         lp, top = 0.0, {}
@@ -228,7 +255,6 @@ class Batcher:
             self._finish(row, "length")
         else:
             self._report(row)
-        return i
 
     def _report(self, row: _Row, finish: str | None = None) -> None:
         text = row.matcher.text
@@ -260,13 +286,14 @@ def _send(job: RowJob, event: RowEvent) -> None:
 
 def batch_axes(gen) -> tuple[int, ...] | None:
     """The batch axis of each state tensor when rows can be stacked (a bundle whose state has a
-    fixed size per row: the recurrent models), else None."""
+    fixed size per row: the recurrent models), else None (a KV cache, growing or of fixed
+    capacity, holds as many positions as its row has read)."""
     meta = gen.info.get("bundle")
     if not meta:
         return None
     axes = []
     for s in meta["state"]:
-        if "past" in s["shape"] or "batch" not in s["shape"]:
+        if "past" in s["shape"] or "batch" not in s["shape"] or s.get("buffer"):
             return None
         axes.append(s["shape"].index("batch"))
     return tuple(axes)
