@@ -171,3 +171,22 @@ def test_interactive_in_a_terminal_ends_on_ctrl_c_and_ctrl_d(text_bundle, tmp_pa
             proc.kill()
         os.close(master)
     assert b"Traceback" not in seen and b"error" not in seen, seen
+
+
+def test_serve_a_bundle_without_torch(text_bundle):
+    """`seqgen serve BUNDLE` where torch and music21 cannot be imported: a completion over HTTP."""
+    httpx = pytest.importorskip("httpx", reason="httpx (dev extra) is not installed")
+    pytest.importorskip("starlette", reason="the serve extra is not installed")
+    from serve_util import start_server
+
+    s = start_server(text_bundle, code=NO_TORCH)
+    try:
+        r = httpx.post(s.url + "/v1/completions", json={"prompt": "All", "max_tokens": 12, "seed": 1}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert len(r.json()["choices"][0]["text"]) == 12
+        with httpx.stream("POST", s.url + "/v1/completions", timeout=60,
+                          json={"prompt": "All", "max_tokens": 5, "stream": True}) as resp:
+            assert [x for x in resp.iter_lines() if x][-1] == "data: [DONE]"
+    finally:
+        s.stop()
+    assert s.proc.returncode == 0

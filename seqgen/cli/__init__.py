@@ -42,7 +42,7 @@ def root(
 
 
 def _register() -> None:
-    from seqgen.cli import bench, compose, corpus, export, infill, sample, score, train
+    from seqgen.cli import bench, compose, corpus, export, infill, sample, score, serve, train
     from seqgen.cli import eval as eval_cmd
 
     app.command(no_args_is_help=True)(train.train)
@@ -53,6 +53,7 @@ def _register() -> None:
     app.command()(compose.compose)
     app.command()(export.export)
     app.command()(bench.bench)
+    app.command()(serve.serve)
     app.add_typer(corpus.app, name="corpus")
     from seqgen.cli import plot, render, runs
 

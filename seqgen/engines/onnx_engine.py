@@ -4,8 +4,10 @@ This module imports neither torch nor music21 (a test checks ``sys.modules``). A
 folder with ``model.onnx`` and ``seqgen.json`` (written by ``seqgen.export``); the JSON file
 describes the tokenizer, the objective and the state layout, so the engine needs nothing else.
 
-The state travels as numpy arrays: for steps this small, ``session.run`` with numpy feeds
-measured faster than ``run_with_ort_values`` or IOBinding (fewer Python-side conversions).
+The state of ``OnnxEngine`` travels as numpy arrays: for a state this small (a recurrent model's),
+``session.run`` with numpy feeds measured faster than IOBinding. ``KvBufferEngine`` serves a
+transformer graph built around ``GroupQueryAttention``: its KV cache is one buffer per tensor,
+bound once through IOBinding, that the graph writes in place (``open_engine`` picks the class).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from seqgen.errors import CheckpointError
 from seqgen.runs import BUNDLE_FILE, MODEL_FILE
 from seqgen.tokenizers import tokenizer_from_dict
 
-FORMAT = 1  # bundle format this seqgen writes and reads
+FORMAT = 2  # newest bundle format this seqgen reads (2: a KV cache of fixed capacity, ``KvBufferEngine``)
 # One intra-op thread: a step of a small model is a few hundred tiny operators, where thread
 # hand-offs cost more than they save (measured on 2 cores). SEQGEN_ORT_THREADS overrides it.
 DEFAULT_THREADS = 1
@@ -51,12 +53,7 @@ class OnnxEngine:
     """
 
     def __init__(self, model_path: Path, layout: list[dict], threads: int | None = None):
-        try:
-            self.session = ort.InferenceSession(str(model_path), session_options(threads),
-                                                providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise CheckpointError(f"onnxruntime cannot load {model_path}: {first[:200]}") from None
+        self.session = _session(model_path, threads)
         self.layout = layout
         self.inputs = ["ids"] + [s["input"] for s in layout]
         self.outputs = ["logits"] + [s["output"] for s in layout]
@@ -96,6 +93,111 @@ class OnnxEngine:
         return logits[:, -1], state
 
 
+class KvState:
+    """A ``KvBufferEngine`` state: the cache buffers (numpy arrays onnxruntime reads and writes in
+    place), their binding, and how many positions they hold. ``advance`` updates it in place."""
+
+    def __init__(self, arrays: list[np.ndarray], binding, length: int = 0):
+        self.arrays, self.binding, self.length = arrays, binding, length
+
+    @property
+    def batch(self) -> int:
+        return self.arrays[0].shape[0]
+
+
+class KvBufferEngine:
+    """The engine of a ``GroupQueryAttention`` bundle (``buffer`` in its state layout): the cache
+    has ``capacity`` positions; a call that would run past it first keeps the last ``keep``
+    positions at the front, the kept keys rotated back by the positions dropped (rotary
+    embedding is relative), and a long text is read in chunks that fit."""
+
+    def __init__(self, model_path: Path, layout: list[dict], threads: int | None = None):
+        self.session = _session(model_path, threads)
+        self.layout = layout
+        buf = layout[0]["buffer"]
+        self.capacity, self.keep, self.axis = int(buf["capacity"]), int(buf["keep"]), int(buf["axis"])
+        rot = buf["rotary"]
+        self.inv_freq = rot["base"] ** (-np.arange(0, rot["dim"], 2, dtype=np.float64) / rot["dim"])
+        self.rotated = [i for i, s in enumerate(layout) if s.get("rotated", s["name"].startswith("k"))]
+        self.slides = True  # the export's parity check reads a text past the window
+
+    def start(self, batch: int) -> KvState:
+        arrays, binding = [], self.session.io_binding()
+        binding.bind_output("logits")
+        for s in self.layout:
+            shape = [batch if d == "batch" else int(d) for d in s["shape"]]
+            a = np.zeros(shape, dtype=np.float32)
+            value = ort.OrtValue.ortvalue_from_numpy(a)  # shares the array's memory
+            binding.bind_ortvalue_input(s["input"], value)
+            binding.bind_ortvalue_output(s["output"], value)  # past and present: one buffer
+            arrays.append(a)
+        state = KvState(arrays, binding)
+        state.values = [binding]  # keeps the OrtValues' owner alive with the state
+        return state
+
+    def _trim(self, state: KvState) -> None:
+        n, keep = state.length, self.keep
+        drop = n - keep
+        cos, sin = np.cos(drop * self.inv_freq), np.sin(drop * self.inv_freq)
+        for i, a in enumerate(state.arrays):
+            kept = a[:, :, drop:n].astype(np.float64)
+            if i in self.rotated:  # each pair (x0, x1) turned back by drop positions
+                x0, x1 = kept[..., 0::2].copy(), kept[..., 1::2].copy()
+                kept[..., 0::2] = x0 * cos + x1 * sin
+                kept[..., 1::2] = x1 * cos - x0 * sin
+            a[:, :, :keep] = kept
+        state.length = keep
+
+    def _call(self, ids: np.ndarray, state: KvState) -> np.ndarray:
+        b, t = ids.shape
+        if b > 1 and t > 1 and state.length:  # GroupQueryAttention reads a chunk after a past at batch 1 only
+            return np.concatenate([self._call(ids[:, j : j + 1], state) for j in range(t)], axis=1)
+        total = state.length + t
+        io = state.binding
+        io.bind_cpu_input("ids", ids)
+        io.bind_cpu_input("seqlens_k", np.full(b, total - 1, dtype=np.int32))
+        io.bind_cpu_input("total_sequence_length", np.array(total, dtype=np.int32))
+        io.bind_output("logits")
+        self.session.run_with_iobinding(io)
+        state.length = total
+        return io.get_outputs()[0].numpy()
+
+    def forward(self, ids: np.ndarray, state: KvState) -> tuple[np.ndarray, KvState]:
+        """All logits (B, T, V) for ``ids`` (B, T); ``state`` is updated in place and returned."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if ids.shape[0] != state.batch:
+            raise ValueError(f"Expected ids of batch {state.batch}, got {ids.shape[0]}")
+        out, at = [], 0
+        while at < ids.shape[1]:
+            room = self.capacity - state.length
+            if room < ids.shape[1] - at and state.length > self.keep:
+                self._trim(state)
+                room = self.capacity - state.length
+            n = min(room, ids.shape[1] - at)
+            out.append(self._call(ids[:, at : at + n], state))
+            at += n
+        return (out[0] if len(out) == 1 else np.concatenate(out, axis=1)), state
+
+    def advance(self, ids: np.ndarray, state: KvState) -> tuple[np.ndarray, KvState]:
+        logits, state = self.forward(ids, state)
+        return logits[:, -1], state
+
+
+def _session(model_path: Path, threads: int | None):
+    try:
+        return ort.InferenceSession(str(model_path), session_options(threads), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"onnxruntime cannot load {model_path}: {first[:200]}") from None
+
+
+def open_engine(model_path: Path, layout: list[dict], threads: int | None = None):
+    """The engine a state layout needs: ``KvBufferEngine`` for a fixed-capacity KV cache, else ``OnnxEngine``."""
+    if any(s.get("buffer") for s in layout):
+        return KvBufferEngine(model_path, layout, threads)
+    return OnnxEngine(model_path, layout, threads)
+
+
 def read_meta(path: Path) -> dict:
     """``seqgen.json`` of a bundle, checked: CheckpointError for a missing file or a newer format."""
     path = Path(path)
@@ -126,7 +228,7 @@ def open_bundle(path: Path, threads: int | None = None) -> Generator:
     """A ``Generator`` over an exported bundle folder (onnxruntime, no torch)."""
     path = Path(path)
     meta = read_meta(path)
-    engine = OnnxEngine(path / meta.get("model_file", MODEL_FILE), meta["state"], threads)
+    engine = open_engine(path / meta.get("model_file", MODEL_FILE), meta["state"], threads)
     return Generator(
         engine=engine,
         tokenizer=tokenizer_from_dict(meta["tokenizer"]),

@@ -11,7 +11,9 @@ Exporters (torch 2.13):
 - ``torchscript`` (``dynamo=False``, opset 17) for models holding an ``nn.RNN``/``GRU``/``LSTM``
   (rnn, gru, lstm, lstm-attn): the dynamo exporter "succeeds" for them but freezes the sequence
   length. The state is the model's own (``state_names``, ``init_state``).
-- ``fused`` for the transformer: a hand-built opset-23 graph from the model's weights with
+- ``gqa`` for the transformer (``seqgen.export.gqa_graph``): onnxruntime's
+  ``GroupQueryAttention`` with a fixed-capacity KV cache written in place (bundle format 2).
+- ``fused``, the transformer's first fallback: a hand-built opset-23 graph from the model's weights with
   ``Attention`` (KV cache in, present out, explicit sliding-window mask), ``RotaryEmbedding``
   and onnxruntime's ``SkipLayerNormalization``/``BiasGelu``; one KV tensor per layer.
 - ``dynamo`` (``dynamic_shapes``, opset 23): the generic path, and the transformer's fallback
@@ -43,8 +45,9 @@ from torch import nn
 from seqgen import __version__
 from seqgen.checkpoint import Checkpoint, open_checkpoint, run_data
 from seqgen.data.load import Progress
-from seqgen.engines.onnx_engine import FORMAT, OnnxEngine
+from seqgen.engines.onnx_engine import open_engine
 from seqgen.errors import ExportError, FileWriteError, SeqgenError
+from seqgen.export.gqa_graph import gqa_transformer_graph
 from seqgen.export.transformer_graph import fused_transformer_graph
 from seqgen.fileio import fsync_dir, write_text
 from seqgen.losses import stream_loss
@@ -167,7 +170,7 @@ def export_graph(model: SeqModel, path: Path, exporter: str = "auto",
     model = model.eval().cpu()
     layout = state_layout(model)
     if exporter == "auto":
-        exporter = "torchscript" if uses_recurrent_layers(model) else "fused" if _is_transformer(model) else "dynamo"
+        exporter = "torchscript" if uses_recurrent_layers(model) else "gqa" if _is_transformer(model) else "dynamo"
     ids, state = _example(model)
     inputs = ["ids"] + [s["input"] for s in layout]
     outputs = ["logits"] + [s["output"] for s in layout]
@@ -181,6 +184,10 @@ def export_graph(model: SeqModel, path: Path, exporter: str = "auto",
                                      if isinstance(d, str)}
             torch.onnx.export(_FlatStep(model), (ids, *state), str(path), input_names=inputs, output_names=outputs,
                               dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
+        elif exporter == "gqa":
+            opset, layout, buffer = gqa_transformer_graph(model, path)
+            for s in layout:
+                s["buffer"] = buffer
         elif exporter == "fused":
             opset, layout = fused_transformer_graph(model, path)
         elif exporter == "dynamo":
@@ -196,7 +203,7 @@ def export_graph(model: SeqModel, path: Path, exporter: str = "auto",
                                         dynamo=True, external_data=False, verbose=False)
             program.save(str(path), external_data=False)
         else:
-            raise ExportError(f"unknown exporter {exporter!r}; expected auto, fused, torchscript or dynamo")
+            raise ExportError(f"unknown exporter {exporter!r}; expected auto, gqa, fused, torchscript or dynamo")
     return exporter, opset, layout
 
 
@@ -220,7 +227,7 @@ def max_logit_difference(model: SeqModel, engine, cases=None) -> float:
     worst = 0.0
     # The long case is for states that grow and slide (KV caches, attention memories); a fixed-size
     # recurrent state is covered by the short ones.
-    slides = any("past" in s["shape"] for s in engine.layout)
+    slides = any("past" in s["shape"] for s in engine.layout) or getattr(engine, "slides", False)
     for prefill, chunks in cases or parity_cases(model.config.vocab_size, long=slides):
         state_t, state_o = None, engine.start(prefill.shape[0])
         for x in [prefill, *chunks]:
@@ -314,7 +321,7 @@ def export_checkpoint(ckpt, out: Path, quantize: str | None = None, tolerance: f
         if quantize == "int8":
             int8 = work / "model.int8.onnx"
             quantize_int8(fp32, int8, work)
-            engine = OnnxEngine(int8, layout)
+            engine = open_engine(int8, layout)
             report.int8_max_abs_diff = max_logit_difference(model, engine)
             log(f"int8 graph: largest |logit difference| vs torch {report.int8_max_abs_diff:.3g}")
             if not np.isfinite(report.int8_max_abs_diff):
@@ -346,27 +353,41 @@ def export_checkpoint(ckpt, out: Path, quantize: str | None = None, tolerance: f
 
 def _export_checked(model, path: Path, exporter: str, opset: int | None, tolerance: float,
                     log) -> tuple[str, int, list[dict], float, object]:
-    """Export and check parity; the fused transformer graph falls back to the dynamo exporter."""
+    """Export and check parity; the transformer's graphs fall back in turn (gqa, then fused, then
+    the dynamo exporter) when one fails to build or to match the model."""
     try:
-        used, opset, layout = export_graph(model, path, exporter, opset)
+        used, opset, layout = export_graph(model, path, exporter.removesuffix("-auto"), opset)
     except Exception as e:  # the exporters raise many kinds; one line is enough for the user
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        if exporter == "auto" and _is_transformer(model):
-            log(f"the fused transformer graph failed ({first[:160]}); falling back to the dynamo exporter")
-            return _export_checked(model, path, "dynamo", None, tolerance, log)
+        if exporter in ("auto", "gqa-auto", "fused-auto") and _is_transformer(model):
+            nxt = "fused-auto" if exporter != "fused-auto" else "dynamo"
+            log(f"the {_name(exporter)} transformer graph failed ({first[:160]}); falling back to {_name(nxt)}")
+            return _export_checked(model, path, nxt, None, tolerance, log)
         if isinstance(e, SeqgenError):
             raise
         raise ExportError(f"the {exporter} exporter failed for {type(model).__name__}: {first[:200]}") from None
-    engine = OnnxEngine(path, layout)
-    diff = max_logit_difference(model, engine)
+    try:
+        engine = open_engine(path, layout)
+        diff = max_logit_difference(model, engine)
+    except (RuntimeError, SeqgenError) as e:  # onnxruntime's errors while running the check
+        if used in ("gqa", "fused") and exporter in ("auto", "fused-auto"):
+            nxt = "fused-auto" if used == "gqa" else "dynamo"
+            log(f"the {used} graph fails to run ({str(e).strip()[:160]}); falling back to {_name(nxt)}")
+            return _export_checked(model, path, nxt, None, tolerance, log)
+        raise ExportError(f"the exported graph fails to run: {str(e).strip()[:200]}") from None
     log(f"fp32 graph ({used} exporter): largest |logit difference| vs torch {diff:.2e} (tolerance {tolerance:.0e})")
     if not diff <= tolerance:
-        if used == "fused" and exporter == "auto":
-            log("the fused graph does not match the model; falling back to the dynamo exporter")
-            return _export_checked(model, path, "dynamo", None, tolerance, log)
+        if used in ("gqa", "fused") and exporter in ("auto", "fused-auto"):
+            nxt = "fused-auto" if used == "gqa" else "dynamo"
+            log(f"the {used} graph does not match the model; falling back to {_name(nxt)}")
+            return _export_checked(model, path, nxt, None, tolerance, log)
         raise ExportError(f"the exported graph differs from torch by {diff:.3g} (tolerance {tolerance:g}); "
                           "no bundle written")
     return used, opset, layout, diff, engine
+
+
+def _name(exporter: str) -> str:
+    return {"auto": "gqa", "gqa-auto": "gqa", "fused-auto": "fused", "dynamo": "the dynamo exporter"}.get(exporter, exporter)
 
 
 def _compare_losses(ckpt, engine, loss_tokens: int, report: ExportReport, log, progress) -> None:
@@ -386,7 +407,7 @@ def _compare_losses(ckpt, engine, loss_tokens: int, report: ExportReport, log, p
 
 def bundle_meta(ckpt, layout: list[dict], report: ExportReport, source: str | None) -> dict:
     return {
-        "format": FORMAT,
+        "format": 2 if any(s.get("buffer") for s in layout) else 1,
         "seqgen_version": __version__,
         "model_file": MODEL_FILE,
         "model_type": report.model_type,
@@ -394,7 +415,8 @@ def bundle_meta(ckpt, layout: list[dict], report: ExportReport, source: str | No
         "objective": ckpt.train.objective,
         "train_window": ckpt.train.window,
         "tokenizer": ckpt.tokenizer.to_dict(),
-        "inputs": ["ids"] + [s["input"] for s in layout],
+        "inputs": ["ids"] + [s["input"] for s in layout]
+        + (["seqlens_k", "total_sequence_length"] if any(s.get("buffer") for s in layout) else []),
         "outputs": ["logits"] + [s["output"] for s in layout],
         "state": layout,
         "sampling": dict(SAMPLING_DEFAULTS),

@@ -1,0 +1,299 @@
+"""Many streams, one step: a worker thread that advances every active row with one engine call.
+
+Each request row (``RowJob``) waits in a bounded queue until a place frees up; between two steps
+the worker reads the prompts of the rows that join (one prefill call each) and drops the rows
+that ended or whose client went away. Every step then draws each row's next token under that
+row's own options (``seqgen.sampling.pick``: its rng, its repetition guard, its banned ids) and
+advances all rows in one ``engine.advance`` call, their states stacked along the batch axis.
+
+A state whose length grows with the text (a transformer's KV cache) cannot be stacked across rows
+that have read different numbers of tokens; such an engine, and the torch engine (whose state
+layout the server does not know), advance each row with its own call, still in the worker thread
+and still interleaved step by step.
+
+The worker never touches the event loop: each row's ``sink`` is called with ``RowEvent``s and the
+caller forwards them (``loop.call_soon_threadsafe``). Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from seqgen.errors import SeqgenError
+from seqgen.options import SamplingOptions
+from seqgen.sampling import RepeatGuard, StopMatcher, exempt_ids, log_softmax, pick
+
+
+class QueueFull(SeqgenError):
+    """More requests wait than the queue holds."""
+
+
+class Closed(SeqgenError):
+    """The server is shutting down and takes no new rows."""
+
+
+@dataclass
+class RowEvent:
+    """What a row tells its client: a piece of text now safe to show (with the log-probabilities
+    of the tokens it completes when asked), or the end (``finish_reason`` set)."""
+
+    text: str = ""
+    tokens: list[str] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    top: list[dict[str, float]] = field(default_factory=list)
+    finish_reason: str | None = None
+    completion_tokens: int = 0
+    error: str | None = None
+
+
+@dataclass
+class RowJob:
+    prompt: np.ndarray  # (P,) int64
+    steps: int
+    options: SamplingOptions
+    rng: np.random.Generator
+    sink: Callable[[RowEvent], None]
+    stops: tuple[str, ...] = ()
+    logprobs: int | None = None  # None: off; k: also the k most likely tokens of each step
+    stop_id: int | None = None
+    banned: tuple[int, ...] = ()
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True  # read by the worker between steps
+
+
+class _Row:
+    def __init__(self, job: RowJob, logits: np.ndarray, state, vocab: int, exempt):
+        self.job = job
+        self.logits = logits  # (1, V)
+        self.state = state  # the row's own state when rows are not stacked
+        self.matcher = StopMatcher(job.stops)
+        self.guard = RepeatGuard(job.options, vocab, job.prompt[None], exempt) if job.options.guarded else None
+        self.pending: list[tuple[str, float, dict]] = []  # drawn, not yet shown (a stop string may follow)
+        self.shown = 0  # characters of the matcher's text already reported
+        self.count = 0
+        self.next = 0  # the id drawn this step
+        self.done = False
+
+
+class Batcher:
+    """``submit(job)`` queues a row; the worker thread decodes every admitted row step by step.
+
+    ``max_rows``: rows decoded together; ``max_queue``: rows that may wait for a place (more is
+    ``QueueFull``). ``stats()`` tells the active and waiting counts."""
+
+    def __init__(self, gen, max_rows: int = 64, max_queue: int = 64):
+        self.gen = gen
+        self.engine = gen.engine
+        self.tokenizer = gen.tokenizer
+        self.vocab = gen.tokenizer.vocab_size
+        self.exempt = exempt_ids(gen.tokenizer)
+        self.max_rows, self.max_queue = max_rows, max_queue
+        self.axes = batch_axes(gen)
+        self._waiting: deque[RowJob] = deque()
+        self._rows: list[_Row] = []
+        self._state = None  # stacked state of self._rows when self.axes is not None
+        self._cv = threading.Condition()
+        self._closed = False
+        self.steps = 0
+        self._thread = threading.Thread(target=self._loop, name="seqgen-batcher", daemon=True)
+        self._thread.start()
+
+    # ---- the caller's side ----------------------------------------------------------------
+    def submit(self, jobs: list[RowJob]) -> None:
+        """Queue the rows of one request, all or none."""
+        with self._cv:
+            if self._closed:
+                raise Closed("the server is shutting down")
+            free = self.max_rows - len(self._rows)
+            if len(self._waiting) + len(jobs) - max(0, free) > self.max_queue:
+                raise QueueFull(f"{len(self._waiting)} rows already wait (queue holds {self.max_queue})")
+            self._waiting.extend(jobs)
+            self._cv.notify()
+
+    def stats(self) -> dict:
+        with self._cv:
+            return {"active": len(self._rows), "waiting": len(self._waiting), "steps": self.steps}
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Take no new rows; cancel what is left and stop the worker."""
+        with self._cv:
+            self._closed = True
+            for job in self._waiting:
+                job.cancel()
+            for row in self._rows:
+                row.job.cancel()
+            self._cv.notify()
+        self._thread.join(timeout)
+
+    # ---- the worker -----------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._waiting and not self._rows and not self._closed:
+                    self._cv.wait()
+                if self._closed and not self._rows and not self._waiting:
+                    return
+                joining = []
+                while self._waiting and len(self._rows) + len(joining) < self.max_rows:
+                    joining.append(self._waiting.popleft())
+            try:
+                self._admit(joining)
+                self._step()
+            except Exception as e:  # an engine failure ends the rows it touched, not the server
+                message = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                with self._cv:
+                    rows, self._rows, self._state = self._rows, [], None
+                for job in [row.job for row in rows] + joining:
+                    _send(job, RowEvent(finish_reason="error", error=message))
+
+    def _admit(self, jobs: list[RowJob]) -> None:
+        new = []
+        for job in jobs:
+            if job.cancelled:
+                continue
+            logits, state = self.engine.advance(job.prompt[None], self.engine.start(1))
+            new.append(_Row(job, np.asarray(logits), state, self.vocab, self.exempt))
+        if not new:
+            return
+        if self.axes is not None:
+            states = ([self._state] if self._rows else []) + [r.state for r in new]
+            self._state = tuple(np.concatenate([s[i] for s in states], axis=ax) for i, ax in enumerate(self.axes))
+            for r in new:
+                r.state = None
+        with self._cv:
+            self._rows.extend(new)
+
+    def _step(self) -> None:
+        rows = self._rows
+        if not rows:
+            return
+        for row in rows:
+            if row.job.cancelled:
+                row.done = True
+        drawing = [row for row in rows if not row.done]
+        for row, i in zip(drawing, self._choose(drawing)):
+            row.next = i
+            self._accept(row, i)
+        keep = [k for k, row in enumerate(rows) if not row.done]
+        if len(keep) < len(rows):
+            with self._cv:
+                self._rows = [rows[k] for k in keep]
+            if self.axes is not None and self._state is not None:
+                self._state = (tuple(np.take(s, keep, axis=ax) for s, ax in zip(self._state, self.axes))
+                               if keep else None)
+            rows = self._rows
+        if not rows:
+            return
+        nxt = np.array([row.next for row in rows], dtype=np.int64)
+        if self.axes is not None:
+            logits, self._state = self.engine.advance(nxt[:, None], self._state)
+            logits = np.asarray(logits)
+            for k, row in enumerate(rows):
+                row.logits = logits[k : k + 1]
+        else:
+            for k, row in enumerate(rows):
+                logits, row.state = self.engine.advance(nxt[k : k + 1, None], row.state)
+                row.logits = np.asarray(logits)
+        self.steps += 1
+
+    def _choose(self, rows: list[_Row]) -> list[int]:
+        """Each row's next id under its own options. Rows drawing with the temperature alone are
+        drawn together (one row's arithmetic of ``seqgen.sampling.pick`` on a (rows, V) array,
+        each row's random number from its own generator, so a row draws what it would alone)."""
+        out = [0] * len(rows)
+        plain: dict[tuple, list[int]] = {}
+        for k, row in enumerate(rows):
+            o = row.job.options
+            if row.guard is None and o.temperature >= 1e-2 and o.top_k is None and o.top_p is None and not o.min_p:
+                plain.setdefault(tuple(row.job.banned), []).append(k)
+            else:
+                out[k] = int(pick(row.logits, o, row.job.rng, row.guard, row.job.banned)[0])
+        for banned, ks in plain.items():
+            z = np.concatenate([rows[k].logits for k in ks]).astype(np.float64)  # (R, V)
+            if banned:
+                z[:, list(banned)] = -np.inf
+            t = np.array([rows[k].job.options.temperature for k in ks])[:, None]
+            c = np.cumsum(np.exp((z - z.max(axis=1, keepdims=True)) / t), axis=1)
+            u = np.array([rows[k].job.rng.random() for k in ks])
+            ids = (c <= (u * c[:, -1])[:, None]).sum(axis=1)
+            for k, i in zip(ks, ids.tolist()):
+                if i >= c.shape[1]:  # u * total rounded up to the total: the last id with mass
+                    i = int(np.flatnonzero(np.diff(c[ks.index(k)], prepend=0.0) > 0)[-1])
+                out[k] = i
+        return out
+
+    def _accept(self, row: _Row, i: int) -> None:
+        """Take a row's drawn id: report what is now safe to show; mark the row done at its end."""
+        job = row.job
+        row.count += 1
+        if job.stop_id is not None and i == job.stop_id:
+            self._finish(row, "stop")
+            return
+        if row.guard is not None:
+            row.guard.push(np.array([i]))
+        lp, top = 0.0, {}
+        if job.logprobs is not None:
+            logp = log_softmax(row.logits)[0]
+            lp = float(logp[i])
+            if job.logprobs > 0:
+                best = np.argsort(-logp, kind="stable")[: job.logprobs]
+                top = {self.tokenizer.decode([int(b)]): float(logp[b]) for b in best}
+        piece = self.tokenizer.decode([i])
+        row.pending.append((piece, lp, top))
+        row.matcher.push(piece)
+        if row.matcher.hit is not None:
+            self._finish(row, "stop")
+        elif row.count >= job.steps:
+            row.matcher.flush()
+            self._finish(row, "length")
+        else:
+            self._report(row)
+
+    def _report(self, row: _Row, finish: str | None = None) -> None:
+        text = row.matcher.text
+        event = RowEvent(text=text[row.shown:], finish_reason=finish)
+        n = row.shown
+        while row.pending and n + len(row.pending[0][0]) <= len(text):
+            piece, lp, top = row.pending.pop(0)
+            n += len(piece)
+            event.tokens.append(piece)
+            event.logprobs.append(lp)
+            event.top.append(top)
+        row.shown = len(text)
+        if finish is not None:
+            event.completion_tokens = row.count
+        if event.text or finish is not None:
+            _send(row.job, event)
+
+    def _finish(self, row: _Row, reason: str) -> None:
+        row.done = True
+        self._report(row, reason)
+
+
+def _send(job: RowJob, event: RowEvent) -> None:
+    try:
+        job.sink(event)
+    except Exception:  # a sink whose client went away must not stop the other rows
+        job.cancel()
+
+
+def batch_axes(gen) -> tuple[int, ...] | None:
+    """The batch axis of each state tensor when rows can be stacked (a bundle whose state has a
+    fixed size per row: the recurrent models), else None (a KV cache, growing or of fixed
+    capacity, holds as many positions as its row has read)."""
+    meta = gen.info.get("bundle")
+    if not meta:
+        return None
+    axes = []
+    for s in meta["state"]:
+        if "past" in s["shape"] or "batch" not in s["shape"] or s.get("buffer"):
+            return None
+        axes.append(s["shape"].index("batch"))
+    return tuple(axes)

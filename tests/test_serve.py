@@ -1,0 +1,311 @@
+"""``seqgen serve`` for real: a server started in a subprocess on a free loopback port, talked to
+over HTTP with httpx and the official ``openai`` client."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serve_util import start_server
+from test_export import make_run
+from test_no_torch import music_bundle, text_bundle  # noqa: F401 - fixtures
+
+httpx = pytest.importorskip("httpx", reason="httpx (dev extra) is not installed")
+pytest.importorskip("starlette", reason="the serve extra is not installed")
+openai = pytest.importorskip("openai", reason="openai (dev extra) is not installed")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(text_bundle):  # noqa: F811
+    s = start_server(text_bundle, "--max-tokens", "5000")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+
+
+def post(server, body, path="/v1/completions", **kw):
+    return httpx.post(server.url + path, json=body, timeout=60, **kw)
+
+
+def library_text(bundle: Path, prompt: str, n: int, seed: int, **kw) -> str:
+    """What the library writes for the same request (temperature 1, one row, the same seed)."""
+    from seqgen.engines.onnx_engine import open_bundle
+    from seqgen.sampling import SamplingOptions, complete_text
+
+    gen = open_bundle(bundle)
+    (c,) = complete_text(gen, gen.tokenizer.encode(prompt), n, SamplingOptions(temperature=1.0),
+                         np.random.default_rng(seed), **kw)
+    return c.text
+
+
+def test_a_completion_with_the_openai_client_and_usage(server, client, text_bundle):  # noqa: F811
+    r = client.completions.create(model="any", prompt="All", max_tokens=20, seed=7)
+    assert r.object == "text_completion" and len(r.choices) == 1
+    choice = r.choices[0]
+    assert choice.finish_reason == "length" and len(choice.text) == 20
+    assert r.usage.prompt_tokens == 3 and r.usage.completion_tokens == 20 and r.usage.total_tokens == 23
+    # the server draws what the library draws for the same seed
+    assert choice.text == library_text(text_bundle, "All", 20, 7)
+    models = client.models.list().data
+    assert models[0].id == text_bundle.name
+    info = httpx.get(server.url + "/v1/models").json()["data"][0]
+    assert info["tokenizer"] == "text" and info["vocab_size"] > 20 and info["engine"] == "onnxruntime"
+    assert httpx.get(server.url + "/health").json()["status"] == "ok"
+
+
+def test_a_stream_ends_with_done_and_matches_the_whole_answer(server, client):
+    whole = client.completions.create(model="m", prompt="All", max_tokens=40, seed=3).choices[0].text
+    parts, reasons = [], []
+    for chunk in client.completions.create(model="m", prompt="All", max_tokens=40, seed=3, stream=True):
+        parts.append(chunk.choices[0].text)
+        reasons.append(chunk.choices[0].finish_reason)
+    assert "".join(parts) == whole and len(parts) > 5
+    assert reasons[-1] == "length" and set(reasons[:-1]) == {None}
+    with httpx.stream("POST", server.url + "/v1/completions", timeout=60,
+                      json={"prompt": "All", "max_tokens": 5, "stream": True,
+                            "stream_options": {"include_usage": True}}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in r.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    usage = json.loads(lines[-2][len("data: "):])["usage"]
+    assert usage["completion_tokens"] == 5 and usage["prompt_tokens"] == 3
+
+
+def test_stop_strings_n_and_seeds(server, client):
+    base = client.completions.create(model="m", prompt="All", max_tokens=60, seed=11).choices[0].text
+    stop = base[20:23]
+    cut = client.completions.create(model="m", prompt="All", max_tokens=60, seed=11, stop=[stop, "never-there"])
+    assert cut.choices[0].text == base[: base.index(stop)] and cut.choices[0].finish_reason == "stop"
+    streamed = "".join(c.choices[0].text for c in client.completions.create(
+        model="m", prompt="All", max_tokens=60, seed=11, stop=stop, stream=True))
+    assert streamed == cut.choices[0].text  # no part of the stop string leaks into the stream
+    many = client.completions.create(model="m", prompt=["All", "First"], max_tokens=15, n=3, seed=5)
+    assert sorted(c.index for c in many.choices) == list(range(6))
+    assert len({c.text for c in many.choices}) > 1  # rows of one request draw differently
+    again = client.completions.create(model="m", prompt=["All", "First"], max_tokens=15, n=3, seed=5)
+    assert [c.text for c in again.choices] == [c.text for c in many.choices]
+    assert many.usage.completion_tokens == 6 * 15 and many.usage.prompt_tokens == 3 * 3 + 3 * 5
+
+
+def test_concurrent_streams_each_get_the_answer_they_would_get_alone(server):
+    alone = {s: post(server, {"prompt": "All", "max_tokens": 120, "seed": s}).json()["choices"][0]["text"]
+             for s in range(6)}
+    got = {}
+
+    def ask(s):
+        got[s] = post(server, {"prompt": "All", "max_tokens": 120, "seed": s, "min_p": 0.0})\
+            .json()["choices"][0]["text"]
+
+    threads = [threading.Thread(target=ask, args=(s,)) for s in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert got == alone
+
+
+def test_logprobs_and_the_repetition_extras(server):
+    r = post(server, {"prompt": "All", "max_tokens": 30, "seed": 2, "logprobs": 2, "top_k": 5, "min_p": 0.05,
+                      "repetition_penalty": 1.3, "repeat_last_n": 16, "no_repeat_ngram": 4}).json()
+    lp = r["choices"][0]["logprobs"]
+    assert "".join(lp["tokens"]) == r["choices"][0]["text"]
+    assert len(lp["token_logprobs"]) == 30 and all(v <= 0 for v in lp["token_logprobs"])
+    assert all(len(top) == 2 for top in lp["top_logprobs"]) and lp["text_offset"][:3] == [0, 1, 2]
+
+
+def test_infill_through_suffix_matches_the_library(server, client, text_bundle):  # noqa: F811
+    from seqgen.engines.onnx_engine import open_bundle
+    from seqgen.sampling import SamplingOptions, infill_text
+
+    r = client.completions.create(model="m", prompt="First Citizen:\nBefore we", suffix=" speak.", max_tokens=40,
+                                  seed=4)
+    gen = open_bundle(text_bundle)
+    tok = gen.tokenizer
+    (want,) = infill_text(gen, tok.encode("First Citizen:\nBefore we"), tok.encode(" speak."), 40,
+                          SamplingOptions(temperature=1.0), np.random.default_rng(4))
+    assert r.choices[0].text == want.text and r.choices[0].finish_reason == want.finish_reason
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"prompt": "All", "max_tokens": "ten"}, "max_tokens"),
+    ({"prompt": 12}, "prompt"),
+    ({"prompt": "All", "temperature": -1}, "temperature"),
+    ({"prompt": "All", "top_p": 1.5}, "top_p"),
+    ({"prompt": "All", "n": 0}, "n"),
+    ({"prompt": "All", "stream": "yes"}, "stream"),
+    ({"prompt": "All", "stop": ""}, "stop"),
+    ({"prompt": "All", "min_p": 2}, "min_p"),
+    ({"prompt": "All", "repetition_penalty": 0.5}, "repetition_penalty"),
+    ({"prompt": "All", "max_tokens": 5001}, "max_tokens"),
+    ({"prompt": "All", "temprature": 0.5}, "temprature"),
+    ({"prompt": "All €✓"}, "prompt"),
+], ids=["type", "prompt-type", "temperature", "top-p", "n", "stream", "empty-stop", "min-p", "penalty",
+        "over-limit", "unknown-field", "out-of-vocabulary"])
+def test_bad_requests_are_400_error_objects(server, body, field):
+    r = post(server, body)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["message"]
+    assert error["param"] == field or field in error["message"]
+    if field == "prompt" and isinstance(body["prompt"], str):
+        assert "'€'" in error["message"] and "'✓'" in error["message"]  # the characters are named
+    assert httpx.get(server.url + "/health").status_code == 200
+
+
+def test_malformed_json_a_huge_body_and_the_openai_client_error(server, client):
+    r = httpx.post(server.url + "/v1/completions", content=b'{"prompt": "All", ', timeout=30,
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
+    r = httpx.post(server.url + "/v1/completions", content=b"[1, 2]", timeout=30)
+    assert r.status_code == 400
+    huge = json.dumps({"prompt": "A" * (2 << 20)}).encode()
+    r = httpx.post(server.url + "/v1/completions", content=huge, timeout=30)
+    assert r.status_code == 413 and r.json()["error"]["message"]
+
+    def chunks():  # no Content-Length: the limit holds while reading
+        for _ in range(40):
+            yield b" " * 65536
+
+    r = httpx.post(server.url + "/v1/completions", content=chunks(), timeout=30)
+    assert r.status_code == 413
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.completions.create(model="m", prompt="All", max_tokens=10, temperature=-3)
+    assert caught.value.status_code == 400
+    assert httpx.get(server.url + "/nowhere").status_code == 404
+    assert post(server, {"prompt": "All", "max_tokens": 3}).status_code == 200
+
+
+def _first_chunk_then_close(server, body) -> None:
+    with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                break
+
+
+def _active(server) -> int:
+    return httpx.get(server.url + "/health").json()["active"]
+
+
+def test_a_client_that_goes_away_frees_its_row(server):
+    _first_chunk_then_close(server, {"prompt": "All", "max_tokens": 5000, "stream": True})
+    end = time.monotonic() + 10
+    while _active(server) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert _active(server) == 0  # long before its 5000 tokens would have been written
+    assert post(server, {"prompt": "All", "max_tokens": 3}).status_code == 200
+
+
+def test_the_queue_limit_answers_503_with_retry_after(text_bundle):  # noqa: F811
+    s = start_server(text_bundle, "--max-rows", "1", "--max-queue", "1", "--max-tokens", "100000")
+    try:
+        holders = []
+        for _ in range(2):  # one row decodes, one waits
+            holders.append(httpx.stream("POST", s.url + "/v1/completions", timeout=60,
+                                        json={"prompt": "All", "max_tokens": 100000, "stream": True}))
+        opened = [h.__enter__() for h in holders]
+        end = time.monotonic() + 10
+        while httpx.get(s.url + "/health").json()["waiting"] < 1 and time.monotonic() < end:
+            time.sleep(0.05)
+        r = httpx.post(s.url + "/v1/completions", json={"prompt": "All", "max_tokens": 3}, timeout=30)
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+        assert r.json()["error"]["message"]
+        for h in holders:
+            h.__exit__(None, None, None)
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            r = httpx.post(s.url + "/v1/completions", json={"prompt": "All", "max_tokens": 3}, timeout=30)
+            if r.status_code == 200:
+                break
+            time.sleep(0.1)
+        assert r.status_code == 200 and opened
+    finally:
+        s.stop()
+
+
+def test_the_api_key(text_bundle):  # noqa: F811
+    s = start_server(text_bundle, env={"SEQGEN_API_KEY": "s3cret"})
+    try:
+        r = httpx.post(s.url + "/v1/completions", json={"prompt": "All"}, timeout=30)
+        assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+        r = httpx.get(s.url + "/v1/models", headers={"Authorization": "Bearer wrong"}, timeout=30)
+        assert r.status_code == 401
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=s.url + "/v1", api_key="wrong", max_retries=0).completions.create(
+                model="m", prompt="All")
+        ok = openai.OpenAI(base_url=s.url + "/v1", api_key="s3cret", max_retries=0)
+        assert len(ok.completions.create(model="m", prompt="All", max_tokens=4).choices[0].text) == 4
+        assert httpx.get(s.url + "/health").status_code == 200  # health stays open for probes
+    finally:
+        s.stop()
+
+
+def test_sigterm_lets_a_running_stream_finish_and_exits_0(text_bundle):  # noqa: F811
+    s = start_server(text_bundle, "--max-tokens", "100000", "--grace", "30")
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read():
+        with httpx.stream("POST", s.url + "/v1/completions", timeout=60,
+                          json={"prompt": "All", "max_tokens": 3000, "stream": True, "seed": 1}) as r:
+            for line in r.iter_lines():
+                if line:
+                    lines.append(line)
+                    started.set()
+
+    t = threading.Thread(target=read)
+    t.start()
+    assert started.wait(30)
+    s.proc.send_signal(signal.SIGTERM)
+    t.join(60)
+    assert s.proc.wait(timeout=60) == 0, s.stderr()[-2000:]
+    assert lines[-1] == "data: [DONE]"
+    text = "".join(json.loads(line[6:])["choices"][0]["text"] for line in lines[:-1])
+    assert len(text) == 3000 and json.loads(lines[-2][6:])["choices"][0]["finish_reason"] == "length"
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(s.url + "/health", timeout=2)
+
+
+def test_compose_returns_a_midi_file(music_bundle):  # noqa: F811
+    s = start_server(music_bundle)
+    try:
+        r = httpx.post(s.url + "/v1/compose", json={"bars": 2, "seed": 0, "temperature": 0.9}, timeout=120)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert base64.b64decode(body["midi_base64"])[:4] == b"MThd" and body["notes"] >= 0
+        r = httpx.post(s.url + "/v1/compose", json={"bars": 2, "seed": 0, "temperature": 0.9}, timeout=120,
+                       headers={"Accept": "audio/midi"})
+        assert r.headers["content-type"] == "audio/midi" and r.content == base64.b64decode(body["midi_base64"])
+        assert httpx.post(s.url + "/v1/compose", json={"bars": "two"}, timeout=30).status_code == 400
+        r = httpx.post(s.url + "/v1/completions", json={"prompt": "x"}, timeout=30)
+        assert r.status_code == 400 and "compose" in r.json()["error"]["message"]
+    finally:
+        s.stop()
+
+
+def test_a_transformer_bundle_serves_concurrent_rows_one_by_one(tmp_path):
+    from conftest import TEXT
+
+    from seqgen.export import export_run
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    export_run(make_run(tmp_path, "transformer", corpus), tmp_path / "tb", loss_tokens=0)
+    s = start_server(tmp_path / "tb")
+    try:
+        alone = [post(s, {"prompt": "All", "max_tokens": 40, "seed": i}).json()["choices"][0]["text"] for i in range(3)]
+        both = post(s, {"prompt": "All", "max_tokens": 40, "seed": 0, "n": 3}).json()["choices"]
+        assert both[0]["text"] == alone[0] and all(len(c["text"]) == 40 for c in both)
+    finally:
+        s.stop()
