@@ -136,11 +136,20 @@ def infill_bars(gen, piece: Piece, first: int, last: int, temperature: float = 1
     kept = original.select((original.time < lo) | (original.time >= hi))
     new = written.select((written.time >= lo) & (written.time < hi))
     new = _fit_between(new, kept)
-    out = kept.select(slice(None))
-    for name in ("time", "duration", "pitch", "velocity", "program"):
-        setattr(out, name, np.concatenate((getattr(kept, name), getattr(new, name))))
+    out = merge_notes(kept, new)
     out.info = {**written.info, "bars_rewritten": [first, last]}
     return out.sorted()
+
+
+def merge_notes(kept: Piece, new: Piece) -> Piece:
+    """The notes of both pieces (same tpq) in one, with ``kept``'s tempo, meter and pedals; the
+    tracks are ``kept``'s when both have the same, else one per program."""
+    cols = {n: np.concatenate((getattr(kept, n), getattr(new, n))) for n in ("time", "duration", "pitch", "velocity",
+                                                                              "program")}
+    same = kept.tracks == new.tracks
+    return Piece(kept.tpq, cols["time"], cols["duration"], cols["pitch"], cols["velocity"], cols["program"],
+                 kept.tempos, kept.time_sigs, kept.pedals, kept.name, dict(kept.info),
+                 np.concatenate((kept.track, new.track)) if same else None, list(kept.tracks) if same else [])
 
 
 def _fit_bars(middle: np.ndarray, original: np.ndarray, tok) -> np.ndarray:
