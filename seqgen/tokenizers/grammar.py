@@ -26,8 +26,12 @@ MAX_CHORD = 12  # notes one track (version 1: the bar) may start at one position
 
 class TokenGrammar:
     def __init__(self, tok, bars: int | None = None, ranges: dict[int, tuple[int, int]] | None = None,
-                 min_tracks: int = 1, max_tracks: int = 16, first_roles=None):
+                 min_tracks: int = 1, max_tracks: int = 16, first_roles=None, role_ranges=None,
+                 distinct_roles: bool = False):
         self.tok, self.bars, self.ranges = tok, bars, dict(ranges or {})
+        self.role_ranges = dict(role_ranges or {})  # role index -> (lowest, highest) pitch
+        self.distinct_roles = distinct_roles  # a role once taken is not taken again
+        self.roles: list[int | None] = []  # v2: role of each declared track
         self.min_tracks, self.max_tracks = min_tracks, max_tracks
         self.first_roles = None if first_roles is None else list(first_roles)  # roles the first track may take
         self.v2 = tok.version >= 2
@@ -47,6 +51,8 @@ class TokenGrammar:
         self.meter: int | None = None  # a TimeSig id the header fixed
         self.bar = 0
         self.bar_len = 4 * tok.resolution
+        self.bar_start = 0  # steps from the start of the piece to this bar
+        self.max_end = 0  # the furthest a note written so far sounds (steps)
         self.in_head = False
         self.seg = -1
         self.pos = -1  # the current position in the bar (or track part); -1: none yet
@@ -82,15 +88,19 @@ class TokenGrammar:
         elif k == self._k["Track"]:
             self.stage, self.expect = len(HEADER_ORDER), "instrument"
             self.tracks.append(0)
+            self.roles.append(None)
         elif k == self._k["Instrument"]:
             self.tracks[-1] = int(self.tok._value[i])
             self.expect = "role"
         elif k == self._k["Role"]:
             self.expect = None
+            self.roles[-1] = int(self.tok._value[i])
 
     def _push_body(self, i: int, k: int) -> None:
         K = self._k
         if k == K["Bar"]:
+            if self.bar > 0:
+                self.bar_start += self.bar_len
             self.bar += 1
             self.in_head, self.seg, self.pos, self.last, self.here = True, -1, -1, "marker", set()
             return
@@ -117,6 +127,7 @@ class TokenGrammar:
         elif k == K["Duration"]:
             self.last = "dur"
             self.here.add(self.note)
+            self.max_end = max(self.max_end, self.bar_start + self.pos + int(self.tok.durations[self.tok._value[i]]))
 
     # ---- what may follow -----------------------------------------------------------------
     def allowed(self) -> np.ndarray:
@@ -137,6 +148,9 @@ class TokenGrammar:
         if self.expect == "instrument":
             m[self._masks["Instrument"]] = True
             return m
+        if len(self.tracks) >= self.max_tracks:  # the tracks asked for are all there
+            m[tok.bar_id] = True
+            return m
         if not self.tracks:
             for j, name in enumerate(HEADER_ORDER):
                 if j >= self.stage:
@@ -146,6 +160,8 @@ class TokenGrammar:
                 m[[o["Role"] + r for r in self.first_roles]] = True
             else:
                 m[self._masks["Role"]] = True
+            if self.distinct_roles:
+                m[[o["Role"] + r for r in self.roles if r is not None]] = False
         if len(self.tracks) < self.max_tracks:
             m[o["Track"] + len(self.tracks)] = True
         if len(self.tracks) >= self.min_tracks:
@@ -166,7 +182,8 @@ class TokenGrammar:
             drum = self.tracks[self.seg] == 128 if 0 <= self.seg < len(self.tracks) else False
             kind = "Drum" if drum else "Pitch"
             m[self._masks[kind]] = True
-            lo, hi = self.ranges.get(self.seg, (0, 127))
+            role = self.roles[self.seg] if 0 <= self.seg < len(self.roles) else None
+            lo, hi = self.ranges.get(self.seg, self.role_ranges.get(role, (0, 127)))
             base = self.o[kind]
             m[base:base + lo] = False
             m[base + hi + 1:base + 128] = False
@@ -185,9 +202,9 @@ class TokenGrammar:
         K = self._masks
         if self.last == "note":
             m[K["Duration"]] = True
-            if self.bars is not None and self.bar >= self.bars:  # nothing runs past the end
-                room = self.bar_len - self.pos
-                m[self.o["Duration"]:self.o["Duration"] + len(self.tok.durations)] = self.tok.durations <= room
+            if self.bars is not None:  # nothing runs past the end of the last bar
+                room = (self.bars - self.bar + 1) * self.bar_len - self.pos
+                m[self.o["Duration"]:self.o["Duration"] + len(self.tok.durations)] = self.tok.durations <= max(room, 1)
             return m
         if self.in_head and self.bar > 0:
             first = self.bar == 1
@@ -195,8 +212,11 @@ class TokenGrammar:
                 m[self.meter] = first
             elif first:
                 m[K["TimeSig"]] = True
-            else:
-                m[K["TimeSig"]] = True
+            else:  # a new meter, so long as the notes that sound still end inside the piece
+                for j in range(len(self.tok.time_sigs)):
+                    length = self.tok.bar_steps(j)
+                    fits = self.bars is None or self.bar_start + (self.bars - self.bar + 1) * length >= self.max_end
+                    m[self.o["TimeSig"] + j] = fits
             if first:
                 return m
         if self.bar == 0:  # a body that opens without its Bar (a version-1 prompt of BOS alone)
