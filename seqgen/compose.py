@@ -44,7 +44,7 @@ def sample_bars(gen, prompt: np.ndarray, bars: int, temperature: float = 1.0, to
     banned = (tok.bos_id, tok.eos_id, tok.pre_id, tok.suf_id, tok.mid_id, tok.eot_id)
     steps = max_tokens or (bars + 1) * TOKENS_PER_BAR
     total = len(tok.bar_indices(prompt)) + bars
-    constraint = Constraint([TokenGrammar(tok, bars=total, **(grammar or {})) for _ in range(batch)])
+    constraint = Constraint([TokenGrammar(tok, bars=total, end_id=tok.bar_id, **(grammar or {})) for _ in range(batch)])
     for ids in generate(gen.engine, np.tile(prompt[None], (batch, 1)), steps, temperature, top_k, top_p, rng,
                         banned=banned, options=options, exempt=exempt_ids(tok), constraint=constraint):
         for r in np.flatnonzero(~done):

@@ -27,8 +27,9 @@ MAX_CHORD = 12  # notes one track (version 1: the bar) may start at one position
 class TokenGrammar:
     def __init__(self, tok, bars: int | None = None, ranges: dict[int, tuple[int, int]] | None = None,
                  min_tracks: int = 1, max_tracks: int = 16, first_roles=None, role_ranges=None,
-                 distinct_roles: bool = False):
+                 distinct_roles: bool = False, end_id: int | None = None):
         self.tok, self.bars, self.ranges = tok, bars, dict(ranges or {})
+        self.end_id = tok.eos_id if end_id is None else end_id  # what closes the last bar (a caller may stop at a Bar)
         self.role_ranges = dict(role_ranges or {})  # role index -> (lowest, highest) pitch
         self.distinct_roles = distinct_roles  # a role once taken is not taken again
         self.roles: list[int | None] = []  # v2: role of each declared track
@@ -173,7 +174,7 @@ class TokenGrammar:
         if self.v2 and self.seg + 1 < len(self.tracks):
             m[self.o["Track"] + self.seg + 1] = True
         elif self.bars is not None and self.bar >= self.bars:
-            m[self.tok.eos_id] = True
+            m[self.end_id] = True
         else:
             m[self.tok.bar_id] = True
 
@@ -210,15 +211,15 @@ class TokenGrammar:
             first = self.bar == 1
             if self.meter is not None:
                 m[self.meter] = first
-            elif first:
+                if first:  # the meter asked for opens the first bar
+                    return m
+            elif first:  # optional (the decoder reads 4/4 without one)
                 m[K["TimeSig"]] = True
             else:  # a new meter, so long as the notes that sound still end inside the piece
                 for j in range(len(self.tok.time_sigs)):
                     length = self.tok.bar_steps(j)
                     fits = self.bars is None or self.bar_start + (self.bars - self.bar + 1) * length >= self.max_end
                     m[self.o["TimeSig"] + j] = fits
-            if first:
-                return m
         if self.bar == 0:  # a body that opens without its Bar (a version-1 prompt of BOS alone)
             m[self.tok.bar_id] = True
             return m
@@ -238,9 +239,9 @@ class TokenGrammar:
             self._notes(m)
             if self.last == "program":
                 m[K["Velocity"]] = True
-            if not m.any():  # every note already sounds here: move on
-                self._positions_after(m, self.pos + 1)
-                self._end_of_part(m)
+            # a velocity is only state to the decoder: moving on after it needs no repair
+            self._positions_after(m, self.pos + 1)
+            self._end_of_part(m)
             return m
         if self.last == "event":
             m[K["Velocity"]] = len(self.here) < MAX_CHORD
