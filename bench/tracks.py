@@ -66,7 +66,7 @@ def parallels(piece) -> tuple[float, float]:
                 if prev is not None:
                     qa, qb = prev
                     moved = pa != qa and pb != qb and np.sign(pa - qa) == np.sign(pb - qb)
-                    if moved and (qa - qb) % 12 in (0, 7) and (pa - pb) % 12 == (qa - qb) % 12:
+                    if moved and abs(qa - qb) % 12 in (0, 7) and abs(pa - pb) % 12 == abs(qa - qb) % 12:
                         par += 1
                 prev = (pa, pb)
     return 100 * par / beats, 100 * cross / beats
@@ -184,7 +184,7 @@ def folk_parts(gen) -> dict:
 
 
 def requests(gen, n: int) -> dict:
-    from seqgen.compose import fresh_prompt, sample_bars
+    from seqgen.compose import fresh_prompt, grammar_options, sample_bars
     from seqgen.music.controls import (DENSITY_NAMES, Controls, density_band, parse_instruments, parse_key,
                                        tempo_band)
     from seqgen.music.stats import key_name
@@ -198,7 +198,7 @@ def requests(gen, n: int) -> dict:
             ("density high", Controls(density=2), None), ("density low", Controls(density=0), None)]
     out = {}
     for label, ctl, tracks in asks:
-        grammar = {"min_tracks": len(tracks), "max_tracks": len(tracks)} if tracks else {}
+        grammar = grammar_options(ctl, tracks)
         rows = sample_bars(gen, fresh_prompt(tok, ctl, tracks), 8, rng=np.random.default_rng(3), batch=n,
                            grammar=grammar)
         made = [tok.decode(r).with_tempo(90) if ctl.tempo_band is not None else tok.decode(r) for r in rows]

@@ -72,6 +72,19 @@ def fresh_prompt(tok, controls=None, tracks=None) -> np.ndarray:
     return np.array([tok.bos_id, tok.bar_id])
 
 
+def grammar_options(controls=None, tracks=None) -> dict:
+    """The grammar's options for what was asked: exactly the tracks asked for; in the key asked
+    for, only its scale's pitches (``key_scale``)."""
+    from seqgen.music.controls import key_scale
+
+    options: dict = {}
+    if tracks:
+        options.update(min_tracks=len(tracks), max_tracks=len(tracks))
+    if controls is not None and controls.key is not None:
+        options["scale"] = key_scale(controls.key)
+    return options
+
+
 def check_controls(gen, controls=None, tracks=None) -> None:
     if (controls not in (None, Controls()) or tracks) and getattr(gen.tokenizer, "version", 1) < 2:
         raise SeqgenError(f"{gen.source} uses MIDI tokens of version 1, which have no key, meter, tempo, instrument "
@@ -96,9 +109,7 @@ def compose(gen, bars: int | None = 16, length: int | None = None, temperature: 
     else:
         tok = gen.tokenizer
         check_controls(gen, controls, tracks)
-        grammar = {}
-        if tracks:
-            grammar = {"min_tracks": len(tracks), "max_tracks": len(tracks)}
+        grammar = grammar_options(controls, tracks)
         if prime is None:
             prompt = fresh_prompt(tok, controls, tracks)
         elif tok.version >= 2:

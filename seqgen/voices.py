@@ -67,7 +67,8 @@ def pick_tracks(piece: Piece, spec: str, option: str) -> list[int]:
 
 def write_tracks(gen, given: Piece, new_tracks=None, controls: Controls | None = None, options: SamplingOptions | None = None,
                  rng: np.random.Generator | None = None, min_new: int = 1, first_roles=None,
-                 role_ranges: dict[int, tuple[int, int]] | None = None, distinct_roles: bool = False) -> Piece:
+                 role_ranges: dict[int, tuple[int, int]] | None = None, distinct_roles: bool = False,
+                 voices: bool = False) -> Piece:
     """``given`` (its tracks kept note for note) with more tracks written by the model, bar by bar:
     ``new_tracks`` (Track list) when given, else the tracks the model chooses (at least ``min_new``)."""
     from seqgen.tokenizers.tracks import fit_tracks, header_ids
@@ -88,11 +89,12 @@ def write_tracks(gen, given: Piece, new_tracks=None, controls: Controls | None =
         if len(tracks) > 16:
             raise ConfigError(f"{len(tracks)} tracks in all; the tokens hold at most 16")
         prompt = np.asarray(header_ids(tok, tracks, ctl), dtype=np.int64)
-        grammar = TokenGrammar(tok, bars=n_bars, role_ranges=role_ranges, min_tracks=len(tracks), max_tracks=len(tracks))
+        grammar = TokenGrammar(tok, bars=n_bars, role_ranges=role_ranges, min_tracks=len(tracks), max_tracks=len(tracks),
+                               voices=voices)
     else:
         prompt = ids[:bar_at[0]]
         grammar = TokenGrammar(tok, bars=n_bars, role_ranges=role_ranges, min_tracks=g + min_new,
-                               first_roles=first_roles, distinct_roles=distinct_roles)
+                               first_roles=first_roles, distinct_roles=distinct_roles, voices=voices)
     constraint = Constraint([grammar], [Script(bars, tok.bar_id)])
     steps = 16 * 8 + n_bars * TOKENS_PER_BAR
     opts = (options or SamplingOptions()).check()
@@ -147,7 +149,7 @@ def harmonize(gen, melody: Piece, track: int | None = None, controls: Controls |
     ranges = {ROLES.index(name): span for name, span in VOICE_RANGES.items() if name != "soprano"}
     piece = write_tracks(gen, tune, voices, controls, options, rng, min_new=1,
                          first_roles=[ROLES.index("soprano"), ROLES.index("melody")], role_ranges=ranges,
-                         distinct_roles=True)
+                         distinct_roles=True, voices=True)
     piece.tracks[0] = top if role_of(top.name) is not None else piece.tracks[0]
     return piece
 

@@ -51,6 +51,15 @@ def key_text(key: int) -> str:
     return f"{PITCH_CLASSES[key % 12]} {MODES[key // 12]}"
 
 
+def key_scale(key: int) -> np.ndarray:
+    """(12,) the pitch classes of a key: the major scale; for minor the natural minor with the
+    raised seventh (harmonic minor) too."""
+    steps = (0, 2, 4, 5, 7, 9, 11) if key < 12 else (0, 2, 3, 5, 7, 8, 10, 11)
+    out = np.zeros(12, dtype=bool)
+    out[[(key % 12 + s) % 12 for s in steps]] = True
+    return out
+
+
 def parse_key(text: str) -> int:
     """'D minor', 'F# major', 'Bb', 'c minor', 'Eb maj' -> key index."""
     m = re.fullmatch(r"\s*([A-Ga-g])\s*([#b♯♭-]?)\s*(major|minor|maj|min|m)?\s*", text or "", re.IGNORECASE)

@@ -27,8 +27,11 @@ MAX_CHORD = 12  # notes one track (version 1: the bar) may start at one position
 class TokenGrammar:
     def __init__(self, tok, bars: int | None = None, ranges: dict[int, tuple[int, int]] | None = None,
                  min_tracks: int = 1, max_tracks: int = 16, first_roles=None, role_ranges=None,
-                 distinct_roles: bool = False, end_id: int | None = None):
+                 distinct_roles: bool = False, end_id: int | None = None, voices: bool = False, scale=None):
         self.tok, self.bars, self.ranges = tok, bars, dict(ranges or {})
+        self.voices = voices  # tracks with a role (choir voices) sing one note at a time and never cross
+        self.scale = None if scale is None else np.asarray(scale, dtype=bool)  # (12,) pitch classes allowed
+        self.sung: dict[int, list[tuple[int, int, int]]] = {}  # part -> [(start, end, pitch)] in steps
         self.end_id = tok.eos_id if end_id is None else end_id  # what closes the last bar (a caller may stop at a Bar)
         self.role_ranges = dict(role_ranges or {})  # role index -> (lowest, highest) pitch
         self.distinct_roles = distinct_roles  # a role once taken is not taken again
@@ -128,7 +131,11 @@ class TokenGrammar:
         elif k == K["Duration"]:
             self.last = "dur"
             self.here.add(self.note)
-            self.max_end = max(self.max_end, self.bar_start + self.pos + int(self.tok.durations[self.tok._value[i]]))
+            start = self.bar_start + self.pos
+            end = start + int(self.tok.durations[self.tok._value[i]])
+            self.max_end = max(self.max_end, end)
+            if self.voices:
+                self.sung.setdefault(self.seg, []).append((start, end, int(self.tok._value[self.note])))
 
     # ---- what may follow -----------------------------------------------------------------
     def allowed(self) -> np.ndarray:
@@ -190,13 +197,52 @@ class TokenGrammar:
             m[base + hi + 1:base + 128] = False
         else:
             m[self._masks["Pitch"] | self._masks["Drum"]] = True
-        if len(self.here) >= MAX_CHORD:
+        if len(self.here) >= MAX_CHORD or (self.here and self._is_voice()):
             m[self._masks["Pitch"] | self._masks["Drum"]] = False
         elif self.here:
             m[list(self.here)] = False
+        base = self.o["Pitch"]
+        if self.scale is not None:
+            m[base:base + 128] &= np.tile(self.scale, 11)[:128]
+        if self._is_voice():  # between the voice above and the one below, where they sound
+            t = self.bar_start + max(self.pos, 0)
+            above, below = self._sounding(self.seg - 1, t), self._sounding(self.seg + 1, t)
+            if above is not None:
+                m[base + above + 1:base + 128] = False
+            if below is not None:
+                m[base:base + below] = False
+            self._no_parallels(m, t)
+
+    def _no_parallels(self, m: np.ndarray, t: int) -> None:
+        """No parallel fifths or octaves with a voice already written: from a perfect fifth or
+        octave (mod 12) to the same, both voices moving the same way."""
+        before = self._sounding(self.seg, t - 1)
+        if before is None:
+            return
+        base = self.o["Pitch"]
+        for other in self.sung:
+            if other == self.seg:
+                continue
+            q, p = self._sounding(other, t - 1), self._sounding(other, t)
+            if q is None or p is None or p == q or abs(before - q) % 12 not in (0, 7):
+                continue
+            for cand in range(128):  # the pitches that would make the same interval, moving the same way
+                if abs(cand - p) % 12 == abs(before - q) % 12 and cand != before and (cand > before) == (p > q):
+                    m[base + cand] = False
+
+    def _is_voice(self) -> bool:
+        return self.voices and 0 <= self.seg < len(self.roles) and self.roles[self.seg] is not None
+
+    def _sounding(self, seg: int, t: int) -> int | None:
+        for start, end, pitch in reversed(self.sung.get(seg, [])):
+            if start <= t < end:
+                return pitch
+        return None
 
     def _positions_after(self, m: np.ndarray, first: int) -> None:
         base = self.o["Position"]
+        if self._is_voice() and self.sung.get(self.seg):  # one note at a time: after the last one ends
+            first = max(first, self.sung[self.seg][-1][1] - self.bar_start)
         m[base + max(first, 0):base + self.bar_len] = True
 
     def _body_allowed(self, m: np.ndarray) -> np.ndarray:
