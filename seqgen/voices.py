@@ -5,7 +5,10 @@ for note.
 The given tracks go first in the header and in every bar; a ``Script`` forces their part of
 each bar, the grammar forces the Track tokens, and the model writes the remaining parts
 (``seqgen.tokenizers.tracks``: bar-major, track-minor, as MMM / MIDI-GPT). The given notes in
-the result are the file's own (not their tokenized copy), so they are kept exactly.
+the result are the file's own (not their tokenized copy), so they are kept exactly. When
+harmonizing, the grammar also keeps each choir voice to one note at a time, in its usual range,
+starting between the voices that sound above and below it, and out of parallel fifths and
+octaves with the voices already written (``TokenGrammar(voices=True)``).
 """
 
 from __future__ import annotations

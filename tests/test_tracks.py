@@ -163,6 +163,19 @@ def test_harmonize_keeps_the_melody_note_for_note(song):
     assert len(out.tracks) >= 2 and out.info["dropped_tokens"] == 0 and out.info["notes_cut"] == 0
 
 
+def test_harmonized_voices_sing_one_note_at_a_time_and_never_cross_where_they_start(song):
+    from seqgen.voices import harmonize
+
+    out = harmonize(random_gen(V2), read_any(song)[0], track=0, rng=np.random.default_rng(3))
+    for k in range(1, len(out.tracks)):
+        on, off = out.time[out.track == k], (out.time + out.duration)[out.track == k]
+        order = np.argsort(on)
+        assert (on[order][1:] >= off[order][:-1]).all()  # one note at a time
+        for t, p in zip(out.time[out.track == k].tolist(), out.pitch[out.track == k].tolist()):
+            above = (out.track == k - 1) & (out.time <= t) & (t < out.time + out.duration)
+            assert not above.any() or p <= out.pitch[above].max()
+
+
 def test_fill_keeps_the_other_tracks_note_for_note(song):
     from seqgen.voices import fill_tracks, pick_tracks
 
