@@ -11,6 +11,7 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install $(TORCH)
 	$(BIN)/pip install -e .
+	$(BIN)/pip install --no-deps tinysoundfont==0.3.7  # audio; its pyaudio dependency is for playback only
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed

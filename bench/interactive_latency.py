@@ -7,7 +7,8 @@ its stdin to the first byte of the answer on its stdout, the model loaded once.
 Starts the real command (onnxruntime for a bundle, torch for a run folder) with pipes, waits
 for it to load, then sends each prompt and reads the answer to its end. Prints the load time
 and, per prompt length, the median and the 90th percentile of the time to first token and the
-time to the whole answer (--length tokens, or up to the first newline it writes). The prompts are taken from the run's vocabulary.
+time to the whole answer (--length tokens, or up to the first newline it writes).
+The prompts are taken from the run's vocabulary.
 Timings depend on what else the machine runs: say so beside any figure.
 """
 

@@ -33,7 +33,7 @@ def main() -> None:
         model = build_model(make_config("lstm", vocab, "small", dim=H, emb_dim=E, mid_id=vocab - 2))
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
 
-        def step() -> None:
+        def step(model=model, opt=opt, B=B) -> None:  # this shape's model, bound now
             x = torch.randint(0, vocab, (B, T + 1))
             logits, _ = model(x[:, :-1])
             loss = F.cross_entropy(logits.reshape(-1, vocab), x[:, 1:].reshape(-1))

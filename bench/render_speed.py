@@ -1,5 +1,5 @@
 """How fast audio renders: a Bach chorale of music21's corpus (default bwv10.7, 23 bars; its first
-16 bars by --bars) through symusic's Synthesizer and a SoundFont, written as a WAV.
+16 bars by --bars) through TinySoundFont and a SoundFont, written as a WAV.
 
     python bench/render_speed.py [--chorale bwv66.6] [--bars 16] [--soundfont FILE.sf2]
 """

@@ -156,7 +156,8 @@ def run_figures(run: str, pieces: int, compositions: int) -> dict:
         atb_notes += n
         nats, _ = bits_per_note(ckpt.model, tok.encode(p.only_tracks([1, 2, 3])), tok, 0)  # soprano withheld
         withheld_nats += nats
-    out.update({"harmonized": len(held), "soprano_kept": kept / max(len(held), 1), "four_voices": four / max(len(held), 1),
+    n_held = max(len(held), 1)
+    out.update({"harmonized": len(held), "soprano_kept": kept / n_held, "four_voices": four / n_held,
                 "in_range": inside / max(total, 1), "parallels": float(np.mean(made_par)) if made_par else float("nan"),
                 "crossings": float(np.mean(made_cross)) if made_cross else float("nan"),
                 "real_parallels": float(np.mean(real_par)), "real_crossings": float(np.mean(real_cross)),
@@ -230,7 +231,8 @@ def main() -> None:
     if args.before:
         cols["before"] = run_figures(args.before, args.pieces, args.compositions)
     keys = list(dict.fromkeys(k for c in cols.values() for k in c))
-    print("| measure | " + " | ".join(f"{name} ({args.before if name == 'before' else args.run})" for name in cols) + " |")
+    heads = [f"{name} ({args.before if name == 'before' else args.run})" for name in cols]
+    print("| measure | " + " | ".join(heads) + " |")
     print("| --- | " + " | ".join("---" for _ in cols) + " |")
     for k in keys:
         vals = [cols[c].get(k, "") for c in cols]

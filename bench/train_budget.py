@@ -60,9 +60,12 @@ def main() -> None:
             rows.append(r)
             if not a.json:
                 infill = f"{r['infill_loss']:.4f}" if "infill_loss" in r else "-"
-                print(f"{r['model']:<12} {a.time:>5}  val_loss {r['val_loss']:.4f}  windowed {r['val_loss_windowed']:.4f}  "
-                      f"infill {infill}  {r['tokens_per_s']:>8,.0f} tok/s  {r['params']:>9,} params  {r['steps']} steps",
-                      flush=True)
+                print(
+                    f"{r['model']:<12} {a.time:>5}  val_loss {r['val_loss']:.4f}  "
+                    f"windowed {r['val_loss_windowed']:.4f}  "
+                    f"infill {infill}  {r['tokens_per_s']:>8,.0f} tok/s  {r['params']:>9,} params  {r['steps']} steps",
+                    flush=True,
+                )
     if a.json:
         print(json.dumps(rows, indent=2))
 

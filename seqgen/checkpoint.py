@@ -90,7 +90,7 @@ def read_payload(path: Path) -> dict:
                 "because loading could run code"
             ) from None
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({_first(e)})") from None
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({_first(e)})") from None
     if not isinstance(payload, dict) or "format" not in payload:
         raise CheckpointError(f"{path} is not a seqgen checkpoint")
@@ -127,7 +127,9 @@ def load(path: Path, device: str | torch.device = "cpu") -> Checkpoint:
             path=Path(path),
         )
     except (KeyError, TypeError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {path} is incomplete or inconsistent: {str(e).splitlines()[0][:160]}") from None
+        raise CheckpointError(
+            f"checkpoint {path} is incomplete or inconsistent: {str(e).splitlines()[0][:160]}"
+        ) from None
     ckpt.model.eval()
     return ckpt
 

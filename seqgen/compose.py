@@ -33,9 +33,10 @@ def sample_bars(gen, prompt: np.ndarray, bars: int, temperature: float = 1.0, to
                 grammar: dict | None = None) -> list[np.ndarray]:
     """Continue ``prompt`` until each row has written ``bars`` more bars; returns prompt + new ids
     per row. The token grammar (``seqgen.tokenizers.grammar``; ``grammar``: its options) masks
-    what decoding would have to repair, so nothing is. The piece markers (BOS, EOS) and the infill sentinels are never drawn, so a piece
-    cannot end early; ``max_tokens`` (default ``(bars + 1) * TOKENS_PER_BAR``) bounds a model that
-    writes no bar lines. ``bars=0`` finishes the bar the prompt is in."""
+    what decoding would have to repair, so nothing is. The piece markers (BOS, EOS) and the
+    infill sentinels are never drawn, so a piece cannot end early; ``max_tokens`` (default
+    ``(bars + 1) * TOKENS_PER_BAR``) bounds a model that writes no bar lines. ``bars=0`` finishes
+    the bar the prompt is in."""
     tok = gen.tokenizer
     prompt = np.asarray(prompt, dtype=np.int64)
     rows: list[list[int]] = [[] for _ in range(batch)]
@@ -113,7 +114,7 @@ def compose(gen, bars: int | None = 16, length: int | None = None, temperature: 
         if prime is None:
             prompt = fresh_prompt(tok, controls, tracks)
         elif tok.version >= 2:
-            prompt = tok.encode(prime, eos=False, controls=_merged(controls, prime))
+            prompt = tok.encode(prime, eos=False, controls=merged_controls(controls, prime))
         else:
             prompt = tok.encode(prime, eos=False)
         if length is not None:
@@ -136,14 +137,13 @@ def compose(gen, bars: int | None = 16, length: int | None = None, temperature: 
     return piece
 
 
-def _merged(controls, piece: Piece):
+def merged_controls(controls, piece: Piece):
     """The controls read off ``piece``, with those asked for in their place."""
     from seqgen.music.controls import controls_of
 
-    said = controls_of(piece)
-    asked = controls or Controls()
-    return Controls(*(a if a is not None else s for a, s in zip(
-        (asked.key, asked.meter, asked.tempo_band, asked.density), (said.key, said.meter, said.tempo_band, said.density))))
+    said, asked = controls_of(piece), controls or Controls()
+    fields = ("key", "meter", "tempo_band", "density")
+    return Controls(*(getattr(asked, f) if getattr(asked, f) is not None else getattr(said, f) for f in fields))
 
 
 def _drop_trailing_bars(ids: np.ndarray, tok) -> np.ndarray:

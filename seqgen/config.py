@@ -157,7 +157,10 @@ class TrainConfig:
             (self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}"),
             (self.grad_clip > 0, f"grad-clip must be positive, got {self.grad_clip}"),
             (self.dropout is None or 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
-            (self.weight_decay is None or self.weight_decay >= 0, f"weight-decay must be >= 0, got {self.weight_decay}"),
+            (
+                self.weight_decay is None or self.weight_decay >= 0,
+                f"weight-decay must be >= 0, got {self.weight_decay}",
+            ),
             (self.split in SPLITS, f"split must be one of {_(SPLITS)}, got {self.split!r}"),
             (self.patience is None or self.patience >= 1, f"patience must be at least 1, got {self.patience}"),
             (self.time is None or self.time > 0, f"time must be positive, got {self.time}"),
@@ -241,9 +244,7 @@ def choose_settings(cfg: "TrainConfig", train_tokens: int, kind: str, tokens_per
         budget = (cfg.time or 0) * per_s
     effective = train_tokens * (AUGMENTED if transpose != (0, 0) else 1.0)
     epochs = budget / max(1, effective)
-    for limit, dropout, decay, band in REGULARIZATION:
-        if epochs <= limit:
-            break
+    dropout, decay, band = next((d, w, b) for limit, d, w, b in REGULARIZATION if epochs <= limit)
     changes: dict = {"transpose": transpose}
     if cfg.dropout is None:
         changes["dropout"] = dropout
@@ -253,8 +254,13 @@ def choose_settings(cfg: "TrainConfig", train_tokens: int, kind: str, tokens_per
     if cfg.weight_decay is None:
         changes["weight_decay"] = decay
         why["weight_decay"] = f"{decay} on the weight matrices: {band}"
-    narrow = (epochs > REGULARIZATION[-2][0] and train_tokens < SMALL_CORPUS_TOKENS and cfg.model in ("rnn", "gru", "lstm")
-              and cfg.dim is None and cfg.size == MODELS[cfg.model].auto_size)
+    narrow = (
+        epochs > REGULARIZATION[-2][0]
+        and train_tokens < SMALL_CORPUS_TOKENS
+        and cfg.model in ("rnn", "gru", "lstm")
+        and cfg.dim is None
+        and cfg.size == MODELS[cfg.model].auto_size
+    )
     if narrow:
         changes["dim"] = 128
         why["dim"] = (f"128: a small corpus ({train_tokens:,} tokens) read {epochs:.0f} times overfits the "

@@ -72,7 +72,9 @@ class CopyIndex:
     names: list[str]
     offsets: np.ndarray  # (D,) text: each document's offset in its own tokens
     vocab: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # music: sorted raw symbols
-    bar_from: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))  # music: bar of each symbol's first note
+    bar_from: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, dtype=np.int32)
+    )  # music: bar of each symbol's first note
     bar_to: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))  # and of its second
     keys: np.ndarray | None = None  # (N,) the first 8 bytes of each suffix in suffix-array order (uint64)
 
@@ -120,7 +122,10 @@ class CopyIndex:
         vocab = np.unique(raw[raw >= 0])
         ids = np.where(raw >= 0, np.searchsorted(vocab, raw) + 1, 0)  # 0: the piece separator
         symbols = _narrow(ids, top=len(vocab) + 1)
-        pad = lambda parts: np.concatenate([np.append(p, 0) for p in parts]).astype(np.int32) if parts else np.zeros(0, np.int32)  # noqa: E731
+
+        def pad(parts):
+            return np.concatenate([np.append(p, 0) for p in parts]).astype(np.int32) if parts else np.zeros(0, np.int32)
+
         return cls("music", symbols, suffix_array(symbols), np.asarray(starts, dtype=np.int64), names,
                    np.zeros(len(names), dtype=np.int64), vocab, pad(bars_a), pad(bars_b))
 
@@ -167,7 +172,9 @@ class CopyIndex:
         where = self._where(int(at[best]), length) if length else None
         if self.kind == "music":
             n_notes = len(query) + 1 if len(sample) else 0
-            return Copies(length + 1 if length else min(1, n_notes), "notes", where, round(share, 4), MUSIC_SPAN, patterns)
+            return Copies(
+                length + 1 if length else min(1, n_notes), "notes", where, round(share, 4), MUSIC_SPAN, patterns
+            )
         return Copies(length, "characters", where, round(share, 4), TEXT_SPAN, patterns)
 
     def matching_statistics(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -90,7 +90,9 @@ def copy_figures(data, ckpt, model, device, compositions: list, held: list, val:
     if tok.kind == "music":
         outputs, reference = compositions, held
     else:
-        gen = Generator(TorchEngine(model, device), tok, model.config.to_dict()["type"], ckpt.train.objective, source=None)
+        gen = Generator(
+            TorchEngine(model, device), tok, model.config.to_dict()["type"], ckpt.train.objective, source=None
+        )
         steps = list(complete(gen, tok.encode(tok.default_prompt()), length, 1.0, None, None,
                               np.random.default_rng(seed), batch=samples))
         outputs = list(np.stack(steps, axis=1))  # (samples, length)
@@ -128,8 +130,15 @@ def music_statistics(tokenizer, model, val: np.ndarray, ckpt, device="cpu", comp
     gen = Generator(TorchEngine(model, device), tokenizer, model.config.to_dict()["type"], ckpt.train.objective,
                     source=None)
     prompt = fresh_prompt(tokenizer)
-    rows = sample_bars(gen, prompt, bars - len(tokenizer.bar_indices(prompt)), temperature=1.0, rng=np.random.default_rng(seed),
-                       batch=compositions, max_tokens=int(bars * max(256, 2 * per_bar)))
+    rows = sample_bars(
+        gen,
+        prompt,
+        bars - len(tokenizer.bar_indices(prompt)),
+        temperature=1.0,
+        rng=np.random.default_rng(seed),
+        batch=compositions,
+        max_tokens=int(bars * max(256, 2 * per_bar)),
+    )
     made = [tokenizer.decode(r) for r in rows]
     gen_stats = [piece_stats(p) for p in made]
     ref_stats = [piece_stats(p) for p in held]

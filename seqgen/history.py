@@ -229,7 +229,9 @@ class Run:
     def no_evaluations(self) -> str:
         path = self.path / METRICS
         if not self.metrics.exists:
-            return f"{self.path} has no evaluations yet ({METRICS} is absent; the first comes after a tenth of the budget)"
+            return (
+                f"{self.path} has no evaluations yet ({METRICS} is absent; the first comes after a tenth of the budget)"
+            )
         if self.metrics.bad_lines:
             return f"{path} has no readable evaluation ({len(self.metrics.bad_lines)} damaged line(s))"
         return f"{self.path} has no evaluations yet ({METRICS} is empty; the first comes after a tenth of the budget)"

@@ -82,7 +82,9 @@ def run_lock(run: Path) -> Iterator[None]:
 def latest_run(root: Path = RUNS) -> Path:
     runs = [p.parent for p in root.glob(f"*/{LAST}")]
     if not runs:
-        raise CheckpointError(f"no runs found under {root}/; train one with `seqgen train CORPUS`, or name a run folder")
+        raise CheckpointError(
+            f"no runs found under {root}/; train one with `seqgen train CORPUS`, or name a run folder"
+        )
     return max(runs, key=lambda p: (p / LAST).stat().st_mtime)
 
 

@@ -50,7 +50,9 @@ def merge_vocab(parent: Tokenizer, corpus: Tokenizer) -> tuple[Tokenizer, np.nda
     return merged, np.asarray(old_to_new, dtype=np.int64)
 
 
-def transplant(parent: SeqModel, tokenizer: Tokenizer, old_to_new: np.ndarray, dropout: float | None = None) -> SeqModel:
+def transplant(
+    parent: SeqModel, tokenizer: Tokenizer, old_to_new: np.ndarray, dropout: float | None = None
+) -> SeqModel:
     """A new model with the parent's config (``dropout`` replaced when given) for ``tokenizer``'s
     vocabulary: the parent's weights, its token rows moved to their ids in the new vocabulary
     (``old_to_new``), new tokens' rows as the module docstring says."""
@@ -99,7 +101,9 @@ class Start:
         the window). A shape option given that differs from the parent's is refused in one line."""
         p, m = self.parent.train, self.parent.model.config.to_dict()
         shape = {k: getattr(p, k) for k in SHAPE}
-        shape.update(layers=m["layers"], dim=m["dim"], heads=m.get("heads", p.heads), emb_dim=m.get("emb_dim", p.emb_dim))
+        shape.update(
+            layers=m["layers"], dim=m["dim"], heads=m.get("heads", p.heads), emb_dim=m.get("emb_dim", p.emb_dim)
+        )
         clash = [f"--{k.replace('_', '-')} {getattr(asked, k)}" for k in ("size", "layers", "dim", "heads", "emb_dim")
                  if getattr(asked, k) is not None and getattr(asked, k) != shape[k]]
         if clash:

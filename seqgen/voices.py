@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqgen.compose import TOKENS_PER_BAR, check_controls, is_midi_run
+from seqgen.compose import TOKENS_PER_BAR, check_controls, is_midi_run, merged_controls
 from seqgen.errors import ConfigError, SeqgenError
-from seqgen.music.controls import ROLES, Controls, controls_of, role_of
+from seqgen.music.controls import ROLES, Controls, role_of
 from seqgen.music.piece import DRUMS, Piece
 from seqgen.options import SamplingOptions
 from seqgen.sampling import exempt_ids, generate
@@ -68,8 +68,9 @@ def pick_tracks(piece: Piece, spec: str, option: str) -> list[int]:
     return chosen
 
 
-def write_tracks(gen, given: Piece, new_tracks=None, controls: Controls | None = None, options: SamplingOptions | None = None,
-                 rng: np.random.Generator | None = None, min_new: int = 1, first_roles=None,
+def write_tracks(gen, given: Piece, new_tracks=None, controls: Controls | None = None,
+                 options: SamplingOptions | None = None, rng: np.random.Generator | None = None, min_new: int = 1,
+                 first_roles=None,
                  role_ranges: dict[int, tuple[int, int]] | None = None, distinct_roles: bool = False,
                  voices: bool = False) -> Piece:
     """``given`` (its tracks kept note for note) with more tracks written by the model, bar by bar:
@@ -79,7 +80,7 @@ def write_tracks(gen, given: Piece, new_tracks=None, controls: Controls | None =
     tok = gen.tokenizer
     given = fit_tracks(given)
     g = len(given.tracks)
-    ctl = _merged(controls, given)
+    ctl = merged_controls(controls, given)
     ids = tok.encode(given, eos=False, controls=ctl)
     bar_at = tok.bar_indices(ids)
     n_bars = len(bar_at)
@@ -92,8 +93,8 @@ def write_tracks(gen, given: Piece, new_tracks=None, controls: Controls | None =
         if len(tracks) > 16:
             raise ConfigError(f"{len(tracks)} tracks in all; the tokens hold at most 16")
         prompt = np.asarray(header_ids(tok, tracks, ctl), dtype=np.int64)
-        grammar = TokenGrammar(tok, bars=n_bars, role_ranges=role_ranges, min_tracks=len(tracks), max_tracks=len(tracks),
-                               voices=voices)
+        grammar = TokenGrammar(tok, bars=n_bars, role_ranges=role_ranges, min_tracks=len(tracks),
+                               max_tracks=len(tracks), voices=voices)
     else:
         prompt = ids[:bar_at[0]]
         grammar = TokenGrammar(tok, bars=n_bars, role_ranges=role_ranges, min_tracks=g + min_new,
@@ -114,12 +115,6 @@ def write_tracks(gen, given: Piece, new_tracks=None, controls: Controls | None =
     piece = given.joined(new)
     piece.info = {**decoded.info, "tokens": len(written), "given_tracks": g}
     return piece
-
-
-def _merged(controls: Controls | None, piece: Piece) -> Controls:
-    said, asked = controls_of(piece), controls or Controls()
-    return Controls(*(a if a is not None else s for a, s in zip(
-        (asked.key, asked.meter, asked.tempo_band, asked.density), (said.key, said.meter, said.tempo_band, said.density))))
 
 
 def melody_of(piece: Piece, track: int | None) -> Piece:
@@ -176,7 +171,7 @@ def fill_tracks(gen, song: Piece, fill: list[int], controls: Controls | None = N
     placed = piece.select(slice(None))
     placed.track = back[piece.track]
     placed.tracks = [None] * len(order)
-    for j, k in enumerate(order):
+    for k in order:
         placed.tracks[k] = song.tracks[k]
     placed.program = np.array([DRUMS if placed.tracks[k].drum else placed.tracks[k].program
                                for k in placed.track.tolist()], dtype=np.int64)

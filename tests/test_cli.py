@@ -21,7 +21,7 @@ def run(*args):
 def assert_clean_error(result, *fragments):
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
-    lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
+    lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
     assert lines and lines[0].startswith("error:"), result.stderr
     for f in fragments:
         assert f in result.stderr, result.stderr
@@ -48,7 +48,7 @@ def test_train_writes_a_complete_run_folder(trained):
     assert {"last.pt", "best.pt", "config.json", "metrics.jsonl"} <= {p.name for p in trained.iterdir()}
     cfg = json.loads((trained / "config.json").read_text())
     assert cfg["train"]["steps"] == 40 and cfg["model"]["type"] == "lstm"
-    records = [json.loads(l) for l in (trained / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(ln) for ln in (trained / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in records if r["event"] == "eval"]
     assert evals and all(math.isfinite(r["val_loss"]) for r in evals)
     points = [r for r in records if r["event"] == "train"]  # the training curve between evaluations
@@ -93,7 +93,9 @@ def test_eval_reports_the_progress_of_each_loss(trained):
     from seqgen.evaluate import evaluate_run
 
     seen: dict[str, tuple[int, int]] = {}
-    result = evaluate_run(trained, device="cpu", infill_examples=64, progress=lambda t, d, n: seen.__setitem__(t, (d, n)))
+    result = evaluate_run(
+        trained, device="cpu", infill_examples=64, progress=lambda t, d, n: seen.__setitem__(t, (d, n))
+    )
     losses = {t: v for t, v in seen.items() if "loss" in t}
     assert set(losses) == {"loss, state carried", "loss, state reset every 2048 tokens", "loss, 64-token windows",
                            "infill loss"}

@@ -116,7 +116,9 @@ def test_a_full_disk_while_saving_stops_with_one_line_and_keeps_the_last_good_ch
 
 def test_a_truncated_checkpoint_is_reported_as_such(text_corpus, tmp_path):
     run = tmp_path / "run"
-    assert runner.invoke(app, ["train", str(text_corpus), "--out", str(run), "--steps", "3", "-q", *TINY]).exit_code == 0
+    assert (
+        runner.invoke(app, ["train", str(text_corpus), "--out", str(run), "--steps", "3", "-q", *TINY]).exit_code == 0
+    )
     data = (run / "last.pt").read_bytes()
     (run / "best.pt").unlink()
     (run / "last.pt").write_bytes(data[: len(data) // 2])

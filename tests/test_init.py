@@ -29,7 +29,21 @@ def parent(tmp_path_factory):
     (root / "corpus.txt").write_text(TEXT, encoding="utf-8")
     # new characters early on (in the training split), the text the parent knows after them
     (root / "small.txt").write_text("Zo\u00eb & \u00c6r\u00f8 sang 42 songs!\n" * 20 + TEXT[:4000], encoding="utf-8")
-    r = run("train", root / "corpus.txt", "--steps", 150, "--size", "tiny", "--lr", "2e-2", "--warmup", 10, "--out", root / "base", *TINY)
+    r = run(
+        "train",
+        root / "corpus.txt",
+        "--steps",
+        150,
+        "--size",
+        "tiny",
+        "--lr",
+        "2e-2",
+        "--warmup",
+        10,
+        "--out",
+        root / "base",
+        *TINY,
+    )
     assert r.exit_code == 0, r.output
     return root
 

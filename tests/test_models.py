@@ -117,11 +117,11 @@ def test_nn_lstm_matches_reference_cell():
         outs = []
         for t in range(x.shape[1]):
             layer_in = inp[:, t]
-            for l in range(2):
-                p = {n: getattr(model.rnn, f"{n}_l{l}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
-                hs[l], cs[l] = reference_lstm_cell(layer_in, hs[l], cs[l], p["weight_ih"], p["weight_hh"],
-                                                   p["bias_ih"], p["bias_hh"])
-                layer_in = hs[l]
+            for layer in range(2):
+                p = {n: getattr(model.rnn, f"{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+                hs[layer], cs[layer] = reference_lstm_cell(layer_in, hs[layer], cs[layer], p["weight_ih"],
+                                                           p["weight_hh"], p["bias_ih"], p["bias_hh"])
+                layer_in = hs[layer]
             outs.append(model.head(layer_in))
     torch.testing.assert_close(torch.stack(outs, 1), logits, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(torch.stack(hs), h_fast, atol=1e-5, rtol=1e-4)

@@ -212,7 +212,9 @@ def _broken_folder(root, music_dir):
         shutil.copy(music_dir / name, folder / name)
     (folder / "text.mid").write_text("this is not a MIDI file\n")
     (folder / "truncated.mid").write_bytes((music_dir / "english3.mid").read_bytes()[:300])
-    (folder / "empty.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x04\x00\xff\x2f\x00")
+    (folder / "empty.mid").write_bytes(
+        b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x04\x00\xff\x2f\x00"
+    )
     (folder / "zero.mid").write_bytes(b"")
     (folder / "bad.xml").write_text("<score-partwise><part>")
     return folder

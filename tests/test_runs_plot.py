@@ -134,7 +134,9 @@ def test_an_export_bundle_marks_its_run_exported(workdir):
     bundle = workdir / "exports" / "wide"
     bundle.mkdir(parents=True)
     # what seqgen.export.bundle_meta records: the checkpoint path as given, and its step
-    (bundle / "seqgen.json").write_text(json.dumps({"format": 1, "export": {"source": "runs/wide/best.pt", "step": 30}}))
+    (bundle / "seqgen.json").write_text(
+        json.dumps({"format": 1, "export": {"source": "runs/wide/best.pt", "step": 30}})
+    )
     (workdir / "exports" / "broken").mkdir()
     (workdir / "exports" / "broken" / "seqgen.json").write_text("{not json")
     d = {x["name"]: x for x in runs_json()}
@@ -294,7 +296,9 @@ def test_pictures_without_matplotlib_name_the_extra(workdir, monkeypatch):
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find_spec(name, *a)
+    )
     assert_one_line_error(run("plot", "wide", "--out", "c.png"), "needs matplotlib", "seqgen[plot]")
     assert not (workdir / "c.png").exists()
     assert run("plot", "wide").exit_code == 0  # the terminal chart needs no extra

@@ -50,8 +50,11 @@ def test_sampling_follows_the_distribution():
     np.testing.assert_allclose(freq, [0.5, 0.25, 0.15, 0.1], atol=0.02)
 
 
-@pytest.mark.parametrize("kwargs", [dict(temperature=-1), dict(temperature=float("nan")), dict(top_k=0),
-                                    dict(top_p=1.5), dict(top_p=0.0)], ids=["temp-1", "temp-nan", "topk0", "topp1.5", "topp0"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(temperature=-1), dict(temperature=float("nan")), dict(top_k=0), dict(top_p=1.5), dict(top_p=0.0)],
+    ids=["temp-1", "temp-nan", "topk0", "topp1.5", "topp0"],
+)
 def test_bad_options_raise(kwargs):
     args = dict(temperature=1.0, top_k=None, top_p=None) | kwargs
     with pytest.raises(ConfigError):

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from seqgen.music.files import from_music21, read_any, write_piece
-from seqgen.music.piece import Piece, Track
+from seqgen.music.piece import Piece
 from seqgen.tokenizers.midi import MidiTokenizer
 
 V2 = MidiTokenizer(version=2)
@@ -256,7 +256,8 @@ def test_a_version_one_run_is_told_to_retrain_and_still_composes(song, tmp_path)
     v1 = MidiTokenizer()
     torch.manual_seed(0)
     model = build_model(make_config("lstm", v1.vocab_size, "tiny", mid_id=v1.mid_id))
-    ckpt_io.save(ckpt_io.Checkpoint(model=model, tokenizer=v1, train=TrainConfig(window=32)), tmp_path / "r" / ckpt_io.BEST)
+    ckpt_io.save(ckpt_io.Checkpoint(model=model, tokenizer=v1, train=TrainConfig(window=32)),
+                 tmp_path / "r" / ckpt_io.BEST)
     res = cli("compose", tmp_path / "r", "--harmonize", song, "--melody-track", "0", "--out", tmp_path / "x.mid")
     assert res.exit_code == 1 and "version 1" in res.output and "retrain" in res.output
     res = cli("compose", tmp_path / "r", "--bars", "2", "--out", tmp_path / "y.mid", "--no-roll", "--seed", "0")

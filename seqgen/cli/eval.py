@@ -13,13 +13,23 @@ from seqgen.cli._util import corpus_feedback, err, out
 
 
 def evaluate(
-    run: Annotated[Optional[Path], typer.Argument(help="Run folder or checkpoint (default: the most recent run).")] = None,
+    run: Annotated[
+        Optional[Path], typer.Argument(help="Run folder or checkpoint (default: the most recent run).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     last: Annotated[bool, typer.Option("--last", help="Evaluate the last checkpoint instead of the best.")] = False,
     corpus: Annotated[Optional[str], typer.Option(help="Corpus to evaluate on (default: the run's own).")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda.")] = TRAIN_DEVICE,
-    compositions: Annotated[int, typer.Option(help="Music runs: pieces composed to compare with the held-out ones.")] = 8,
-    check_copies: Annotated[bool, typer.Option("--check-copies/--no-check-copies", help="Check the run's compositions (or 8 samples of 500 characters) for copies of its training data.")] = True,
+    compositions: Annotated[
+        int, typer.Option(help="Music runs: pieces composed to compare with the held-out ones.")
+    ] = 8,
+    check_copies: Annotated[
+        bool,
+        typer.Option(
+            "--check-copies/--no-check-copies",
+            help="Check the run's compositions (or 8 samples of 500 characters) for copies of its training data.",
+        ),
+    ] = True,
 ) -> None:
     """Evaluate a run on its whole validation split (the last --val-fraction of the corpus).
 

@@ -84,8 +84,10 @@ def prompt_loop(gen, options, length: int, stops: tuple[str, ...], rng) -> None:
                     try:
                         value = None if arg == "off" else kind(arg)
                     except ValueError:
-                        raise SeqgenError(f"{name} takes a {'whole number' if kind is int else 'number'}"
-                                          f"{' or off' if field not in ('temperature', 'repeat_window', 'repetition_penalty') else ''}, got {arg!r}") from None
+                        off = "" if field in ("temperature", "repeat_window", "repetition_penalty") else " or off"
+                        raise SeqgenError(
+                            f"{name} takes a {'whole number' if kind is int else 'number'}{off}, got {arg!r}"
+                        ) from None
                     if value is None and field == "repetition_penalty":
                         value = 1.0
                     options = options.replace(**{field: value})

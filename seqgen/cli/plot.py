@@ -14,11 +14,24 @@ X_AXES = ("steps", "time", "tokens")  # seqgen.history.X_AXES, kept here so --he
 
 def plot(
     runs: Annotated[list[str], typer.Argument(help="Run folders (or names under runs/) to draw together.")],
-    x: Annotated[str, typer.Option("--x", help=f"Horizontal axis: {', '.join(X_AXES)} (tokens = step x batch x window).")] = "steps",
-    out_path: Annotated[Optional[Path], typer.Option("--out", help="Write a picture (.png, .svg or .pdf) instead of drawing in the terminal; needs the plot extra (matplotlib).")] = None,
-    size: Annotated[Optional[str], typer.Option(help="Picture size in pixels, WIDTHxHEIGHT (default 1000x600).")] = None,
+    x: Annotated[
+        str, typer.Option("--x", help=f"Horizontal axis: {', '.join(X_AXES)} (tokens = step x batch x window).")
+    ] = "steps",
+    out_path: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            help="Write a picture (.png, .svg or .pdf) instead of drawing in the terminal; "
+                 "needs the plot extra (matplotlib).",
+        ),
+    ] = None,
+    size: Annotated[
+        Optional[str], typer.Option(help="Picture size in pixels, WIDTHxHEIGHT (default 1000x600).")
+    ] = None,
     title: Annotated[Optional[str], typer.Option(help="Picture title.")] = None,
-    train_loss: Annotated[bool, typer.Option("--train/--no-train", help="Also draw the training loss (dashed, pictures only).")] = True,
+    train_loss: Annotated[
+        bool, typer.Option("--train/--no-train", help="Also draw the training loss (dashed, pictures only).")
+    ] = True,
 ) -> None:
     """Draw the validation (and training) loss of RUN... against steps, training time or tokens
     seen, one colour per run, each run's best point marked. Compare settings side by side."""

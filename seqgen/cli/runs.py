@@ -17,13 +17,18 @@ COLUMNS = (
     *((name, {"justify": "right", "no_wrap": True}) for name in ("steps", "time", "nats", "bits")),
     ("when", {"no_wrap": True}), ("resume", {"no_wrap": True}), ("export", {"overflow": "fold"}),
 )
-CAPTION = ("(init RUN): started from RUN's weights (train --init). nats, bits: best validation loss per token. resume: yes = last.pt and budget left; done = budget "
-           "used (extend with --resume --steps or --time). export: bundle folder in exports/.")
+CAPTION = (
+    "(init RUN): started from RUN's weights (train --init). nats, bits: best validation loss per token. "
+    "resume: yes = last.pt and budget left; done = budget used (extend with --resume --steps or --time). "
+    "export: bundle folder in exports/."
+)
 
 
 def runs(
     folder: Annotated[Path, typer.Argument(help="A folder of runs (or one run folder).")] = Path("runs"),
-    sort: Annotated[str, typer.Option(help=f"Order: {', '.join(SORTS)} (date: newest first; loss: best first).")] = "date",
+    sort: Annotated[
+        str, typer.Option(help=f"Order: {', '.join(SORTS)} (date: newest first; loss: best first).")
+    ] = "date",
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as a JSON list, for scripts.")] = False,
 ) -> None:
     """List runs: corpus, model and size, steps, time, best validation loss (nats and bits per

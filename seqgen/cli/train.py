@@ -224,43 +224,10 @@ def _meet_at_the_end(group) -> None:
 def _train(corpus: str, out: Path, encoding: str, resume: bool, quiet: bool, values: dict, data=None,
            group=None, init: Optional[Path] = None) -> None:
     """The training itself, with the run folder locked."""
-    from seqgen.checkpoint import load
-    from seqgen.data.load import load_corpus
-    from seqgen.errors import ConfigError
-    from seqgen.runs import LAST
     from seqgen.train import Trainer
 
-    resumed = None
-    if resume:
-        if not (out / LAST).exists():
-            raise ConfigError(f"nothing to resume: {out / LAST} does not exist")
-        resumed = load(out / LAST)
-        changes = {k: values[k] for k, f in _FIELDS.items() if f.metadata.get("resume") and k not in ("time", "steps")}
-        if values["time"] is not None or values["steps"] is not None:
-            changes.update(time=None if values["time"] is None else resumed.elapsed + values["time"],
-                           steps=values["steps"])
-        cfg = resumed.train.replace(**changes)
-    else:
-        if (out / LAST).exists() and (group is None or group.is_main):
-            raise ConfigError(f"{out} already holds a run; add --resume to continue it, or choose another --out")
-        cfg = TrainConfig(**values)
-    if data is None:
-        with corpus_feedback(quiet) as feedback:
-            data = load_corpus(corpus, encoding=encoding, tokenizer=resumed.tokenizer if resumed else None, **feedback)
-    start = None
-    if init is not None:  # the parent's weights, in the vocabulary merged with this corpus's
-        from seqgen.transfer import init_from
-
-        start = init_from(init, data.tokenizer)
-        if start.tokenizer != data.tokenizer:
-            with corpus_feedback(quiet) as feedback:
-                data = load_corpus(corpus, encoding=encoding, tokenizer=start.tokenizer, **feedback)
-        if not quiet and (group is None or group.is_main):
-            new = start.note["new_tokens"]
-            err.print(f"[dim]starting from {escape(start.note['from'])} (step {start.note['step']:,}): "
-                      f"{start.note['kept_tokens']} tokens keep their rows"
-                      + (f", {len(new)} new ({escape(''.join(new))!r}) start from the mean row" if new else "")
-                      + "[/]", soft_wrap=True)
+    cfg, resumed = _config(out, values, resume, group)
+    data, start = _corpus(corpus, encoding, quiet, data, resumed, init, group)
     cb = ProgressCallback(quiet)
     trainer = Trainer(cfg, data, out, resume=resumed, callback=cb, group=group, init=start)
     if group is not None and not group.is_main:
@@ -271,6 +238,56 @@ def _train(corpus: str, out: Path, encoding: str, resume: bool, quiet: bool, val
             result = trainer.run()
     finally:
         cb.stop()
+    _summary(corpus, out, quiet, trainer, result)
+
+
+def _config(out: Path, values: dict, resume: bool, group=None):
+    """(the TrainConfig to train with, the checkpoint resumed or None): a resumed run's config
+    with what this command may change, or a new one (refused where a run already is)."""
+    from seqgen.checkpoint import load
+    from seqgen.errors import ConfigError
+    from seqgen.runs import LAST
+
+    if not resume:
+        if (out / LAST).exists() and (group is None or group.is_main):
+            raise ConfigError(f"{out} already holds a run; add --resume to continue it, or choose another --out")
+        return TrainConfig(**values), None
+    if not (out / LAST).exists():
+        raise ConfigError(f"nothing to resume: {out / LAST} does not exist")
+    resumed = load(out / LAST)
+    changes = {k: values[k] for k, f in _FIELDS.items() if f.metadata.get("resume") and k not in ("time", "steps")}
+    if values["time"] is not None or values["steps"] is not None:
+        changes.update(time=None if values["time"] is None else resumed.elapsed + values["time"],
+                       steps=values["steps"])
+    return resumed.train.replace(**changes), resumed
+
+
+def _corpus(corpus: str, encoding: str, quiet: bool, data, resumed, init: Optional[Path], group):
+    """(the corpus read with the tokenizer the run uses, the --init start or None)."""
+    from seqgen.data.load import load_corpus
+
+    if data is None:
+        with corpus_feedback(quiet) as feedback:
+            data = load_corpus(corpus, encoding=encoding, tokenizer=resumed.tokenizer if resumed else None, **feedback)
+    if init is None:
+        return data, None
+    from seqgen.transfer import init_from
+
+    start = init_from(init, data.tokenizer)  # the parent's weights, in the vocabulary merged with this corpus's
+    if start.tokenizer != data.tokenizer:
+        with corpus_feedback(quiet) as feedback:
+            data = load_corpus(corpus, encoding=encoding, tokenizer=start.tokenizer, **feedback)
+    if not quiet and (group is None or group.is_main):
+        new = start.note["new_tokens"]
+        err.print(f"[dim]starting from {escape(start.note['from'])} (step {start.note['step']:,}): "
+                  f"{start.note['kept_tokens']} tokens keep their rows"
+                  + (f", {len(new)} new ({escape(''.join(new))!r}) start from the mean row" if new else "")
+                  + "[/]", soft_wrap=True)
+    return data, start
+
+
+def _summary(corpus: str, out: Path, quiet: bool, trainer, result) -> None:
+    """The chart, the summary line, the notes, and for a stopped run the command that resumes it."""
     if not quiet:
         from seqgen.cli.charts import training_chart
 
@@ -362,17 +379,39 @@ def _signature() -> inspect.Signature:
     """train()'s parameters: its own, then one option per config field, each with its help text."""
     P = inspect.Parameter
     own = [
-        P("corpus", P.POSITIONAL_OR_KEYWORD, annotation=Annotated[str, typer.Argument(
-            help="A UTF-8 text file, a folder of text or music files, or a built-in corpus (see `seqgen corpus list`).")]),
-        P("out", P.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[Optional[Path], typer.Option(
-            help="Run folder (default: runs/<corpus name>).")]),
+        P(
+            "corpus",
+            P.POSITIONAL_OR_KEYWORD,
+            annotation=Annotated[
+                str,
+                typer.Argument(
+                    help="A UTF-8 text file, a folder of text or music files, or a built-in corpus "
+                         "(see `seqgen corpus list`)."
+                ),
+            ],
+        ),
+        P(
+            "out",
+            P.POSITIONAL_OR_KEYWORD,
+            default=None,
+            annotation=Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<corpus name>).")],
+        ),
     ]
     config = []
     for name, f in _FIELDS.items():
         parse = f.metadata.get("parse")
         default = None if parse is not None else f.default
-        config.append(P(name, P.POSITIONAL_OR_KEYWORD, default=default, annotation=Annotated[
-            _option_type(name), typer.Option(help=f.metadata["help"], show_default=parse is None and default is not None)]))
+        config.append(
+            P(
+                name,
+                P.POSITIONAL_OR_KEYWORD,
+                default=default,
+                annotation=Annotated[
+                    _option_type(name),
+                    typer.Option(help=f.metadata["help"], show_default=parse is None and default is not None),
+                ],
+            )
+        )
     tail = [
         P("encoding", P.POSITIONAL_OR_KEYWORD, default="utf-8", annotation=Annotated[str, typer.Option(
             help="Text encoding of the corpus.")]),

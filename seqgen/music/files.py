@@ -13,8 +13,8 @@ import numpy as np
 
 from seqgen.errors import MusicFileError, SeqgenError
 from seqgen.fileio import atomic_path
-from seqgen.music.piece import (DEFAULT_QPM, DEFAULT_VELOCITY, DRUMS, MAX_QUARTERS, MIDI_SUFFIXES, MUSIC21_SUFFIXES, TPQ, Piece,
-                                Track, program_name, voice_layers)
+from seqgen.music.piece import (DEFAULT_QPM, DEFAULT_VELOCITY, DRUMS, MAX_QUARTERS, MIDI_SUFFIXES, MUSIC21_SUFFIXES,
+                                TPQ, Piece, Track, program_name, voice_layers)
 
 KEY_MODES = ("major", "minor")
 

@@ -48,7 +48,9 @@ def _choose(asked: TrainConfig, data: TokenData, parts: Split, device_type: str,
     kind, n = data.tokenizer.kind, len(parts.train)
     cfg, why = choose_settings(asked, n, kind, None, device_type, world)
     if why and asked.time is not None and asked.steps is None and measure is not None:
-        cfg, why = choose_settings(asked, n, kind, measure(cfg, parts.train))  # the budget in tokens, at the measured speed
+        cfg, why = choose_settings(
+            asked, n, kind, measure(cfg, parts.train)
+        )  # the budget in tokens, at the measured speed
     why["split"] = f"{parts.mode}: " + (f"{len(parts.held_out)} whole documents held out, drawn from across the "
                                         "corpus" if parts.mode == "documents" else "the end of the stream")
     return cfg.replace(split=parts.mode, devices=world), why
