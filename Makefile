@@ -40,6 +40,7 @@ run: install
 
 test: dev
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 bench: install

@@ -7,7 +7,8 @@
 
 Rows (default settings, one run at a time): tinyshakespeare 2 and 5 minutes, its first 200 KB
 5 minutes, bach-chorales 5 minutes, folk-abc 5 minutes, and a folder of the MIDI files in
-../shared/music 2 minutes. Each is `seqgen train CORPUS --time T`, then `seqgen eval RUN --json`
+../shared/music 2 minutes, and 24 quartets and madrigals of music21 written as multitrack MIDI
+(``bench/multitrack_corpus.py``) 2 minutes. Each is `seqgen train CORPUS --time T`, then `seqgen eval RUN --json`
 (the best checkpoint, whole validation split). Columns:
 - val_loss: nats per token, state carried over the whole split; windowed: 64-token windows;
 - carried-reset: val_loss minus the loss with the state reset every 2,048 tokens (above 0: drift);
@@ -35,7 +36,7 @@ SHAKESPEARE = SHARED / "corpora" / "tinyshakespeare.txt"
 MUSIC = SHARED / "music"
 ROWS = [("shakespeare-2m", "shakespeare", 120), ("shakespeare-5m", "shakespeare", 300),
         ("shakespeare-200k", "shakespeare-200k", 300), ("bach", "bach-chorales", 300),
-        ("folk", "folk-abc", 300), ("midi-folder", "midi-folder", 120)]
+        ("folk", "folk-abc", 300), ("midi-folder", "midi-folder", 120), ("quartets", "quartets", 120)]
 
 
 def seqgen(*args: str) -> str:
@@ -60,6 +61,13 @@ def corpus(kind: str, tmp: Path) -> str:
         folder.mkdir(exist_ok=True)
         for f in MUSIC.glob("*.mid"):
             shutil.copy(f, folder / f.name)
+        return str(folder)
+    if kind == "quartets":  # a multitrack corpus: music21's quartets and madrigals, one MIDI track per part
+        sys.path.insert(0, str(HERE))
+        from multitrack_corpus import write_corpus
+
+        folder = tmp / "quartets"
+        write_corpus(folder)
         return str(folder)
     return kind  # a built-in corpus
 

@@ -12,9 +12,11 @@ import numpy as np
 
 from seqgen.engines.base import Generator
 from seqgen.errors import ConfigError, MusicFileError, SeqgenError
+from seqgen.music.controls import Controls
 from seqgen.music.files import from_music21, quiet_music21, read_any
 from seqgen.music.piece import Piece
 from seqgen.sampling import SamplingOptions, complete, exempt_ids, generate, infill
+from seqgen.tokenizers.grammar import Constraint, TokenGrammar
 from seqgen.tokenizers.midi import K
 
 ABC_PROMPT = "X:1\n"
@@ -27,11 +29,14 @@ def is_midi_run(gen: Generator) -> bool:
 
 def sample_bars(gen, prompt: np.ndarray, bars: int, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, rng: np.random.Generator | None = None, batch: int = 1,
-                max_tokens: int | None = None, options: SamplingOptions | None = None) -> list[np.ndarray]:
+                max_tokens: int | None = None, options: SamplingOptions | None = None,
+                grammar: dict | None = None) -> list[np.ndarray]:
     """Continue ``prompt`` until each row has written ``bars`` more bars; returns prompt + new ids
-    per row. The piece markers (BOS, EOS) and the infill sentinels are never drawn, so a piece
-    cannot end early; ``max_tokens`` (default ``(bars + 1) * TOKENS_PER_BAR``) bounds a model that
-    writes no bar lines. ``bars=0`` finishes the bar the prompt is in."""
+    per row. The token grammar (``seqgen.tokenizers.grammar``; ``grammar``: its options) masks
+    what decoding would have to repair, so nothing is. The piece markers (BOS, EOS) and the
+    infill sentinels are never drawn, so a piece cannot end early; ``max_tokens`` (default
+    ``(bars + 1) * TOKENS_PER_BAR``) bounds a model that writes no bar lines. ``bars=0`` finishes
+    the bar the prompt is in."""
     tok = gen.tokenizer
     prompt = np.asarray(prompt, dtype=np.int64)
     rows: list[list[int]] = [[] for _ in range(batch)]
@@ -39,9 +44,14 @@ def sample_bars(gen, prompt: np.ndarray, bars: int, temperature: float = 1.0, to
     counts = np.zeros(batch, dtype=np.int64)
     banned = (tok.bos_id, tok.eos_id, tok.pre_id, tok.suf_id, tok.mid_id, tok.eot_id)
     steps = max_tokens or (bars + 1) * TOKENS_PER_BAR
+    total = len(tok.bar_indices(prompt)) + bars
+    constraint = Constraint([TokenGrammar(tok, bars=total, end_id=tok.bar_id, **(grammar or {})) for _ in range(batch)])
     for ids in generate(gen.engine, np.tile(prompt[None], (batch, 1)), steps, temperature, top_k, top_p, rng,
-                        banned=banned, options=options, exempt=exempt_ids(tok)):
+                        banned=banned, options=options, exempt=exempt_ids(tok), constraint=constraint):
         for r in np.flatnonzero(~done):
+            if ids[r] == tok.eos_id:  # the grammar closes the piece after its last bar
+                done[r] = True
+                continue
             if ids[r] == tok.bar_id:
                 counts[r] += 1
                 if counts[r] > bars:
@@ -53,38 +63,87 @@ def sample_bars(gen, prompt: np.ndarray, bars: int, temperature: float = 1.0, to
     return [np.concatenate((prompt, np.asarray(r, dtype=np.int64))) for r in rows]
 
 
+def fresh_prompt(tok, controls=None, tracks=None) -> np.ndarray:
+    """What a new piece starts from: version 1 "BOS Bar" (the model chooses the meter); version 2
+    the header: BOS, the controls asked for and the tracks asked for (the model writes the rest)."""
+    if tok.version >= 2:
+        from seqgen.tokenizers.tracks import header_ids
+
+        return np.asarray(header_ids(tok, list(tracks or []), controls or Controls()), dtype=np.int64)
+    return np.array([tok.bos_id, tok.bar_id])
+
+
+def grammar_options(controls=None, tracks=None) -> dict:
+    """The grammar's options for what was asked: exactly the tracks asked for; in the key asked
+    for, only its scale's pitches (``key_scale``)."""
+    from seqgen.music.controls import key_scale
+
+    options: dict = {}
+    if tracks:
+        options.update(min_tracks=len(tracks), max_tracks=len(tracks))
+    if controls is not None and controls.key is not None:
+        options["scale"] = key_scale(controls.key)
+    return options
+
+
+def check_controls(gen, controls=None, tracks=None) -> None:
+    if (controls not in (None, Controls()) or tracks) and getattr(gen.tokenizer, "version", 1) < 2:
+        raise SeqgenError(f"{gen.source} uses MIDI tokens of version 1, which have no key, meter, tempo, instrument "
+                          "or density controls; retrain it with this seqgen (version-2 tokens)")
+
+
 def compose(gen, bars: int | None = 16, length: int | None = None, temperature: float = 1.0,
             top_k: int | None = None, top_p: float | None = None, rng: np.random.Generator | None = None,
-            prime: Piece | None = None, tempo: float | None = None, options: SamplingOptions | None = None) -> Piece:
+            prime: Piece | None = None, tempo: float | None = None, options: SamplingOptions | None = None,
+            controls=None, tracks=None) -> Piece:
     """A new piece of ``bars`` bars (or ``length`` tokens), after ``prime`` when given. ``options``
-    (min-p, the repetition guards) replaces ``temperature``, ``top_k`` and ``top_p``."""
+    (min-p, the repetition guards) replaces ``temperature``, ``top_k`` and ``top_p``. Version-2
+    runs take ``controls`` (``seqgen.music.controls.Controls``) and ``tracks`` (the instruments)."""
     if not is_midi_run(gen):
         if prime is not None:
             raise ConfigError("--prime needs a run trained on MIDI tokens; this one is a character model")
+        if controls not in (None, Controls()) or tracks:
+            raise ConfigError("key, meter, instruments and density need a run trained on MIDI tokens; "
+                              "this one is a character model")
         piece = compose_abc(gen, bars=bars, length=length, temperature=temperature, top_k=top_k, top_p=top_p, rng=rng,
                             options=options)
     else:
         tok = gen.tokenizer
-        # a new piece starts "BOS Bar": the model chooses the meter, and every token it writes
-        # falls inside a bar (the stop rule counts bar lines)
-        prompt = tok.encode(prime, eos=False) if prime is not None else np.array([tok.bos_id, tok.bar_id])
+        check_controls(gen, controls, tracks)
+        grammar = grammar_options(controls, tracks)
+        if prime is None:
+            prompt = fresh_prompt(tok, controls, tracks)
+        elif tok.version >= 2:
+            prompt = tok.encode(prime, eos=False, controls=merged_controls(controls, prime))
+        else:
+            prompt = tok.encode(prime, eos=False)
         if length is not None:
             new = []
             for ids in generate(gen.engine, prompt[None], length, temperature, top_k, top_p, rng,
                                 stop_id=tok.eos_id, banned=(tok.bos_id, tok.pre_id, tok.suf_id, tok.mid_id, tok.eot_id),
-                                options=options, exempt=exempt_ids(tok)):
+                                options=options, exempt=exempt_ids(tok),
+                                constraint=Constraint([TokenGrammar(tok, **grammar)])):
                 new.append(int(ids[0]))
             ids = np.concatenate((prompt, new))
         else:
             if prime is not None:  # the prime's trailing empty bars are room for the continuation
                 prompt = _drop_trailing_bars(prompt, tok)
-            more = bars if prime is not None else bars - 1  # the prompt's Bar opens bar 1
-            (ids,) = sample_bars(gen, prompt, more, temperature, top_k, top_p, rng, options=options)
+            more = bars - len(tok.bar_indices(prompt)) if prime is None else bars  # v1: the prompt's Bar opens bar 1
+            (ids,) = sample_bars(gen, prompt, more, temperature, top_k, top_p, rng, options=options, grammar=grammar)
         piece = tok.decode(ids, name="composition")
         piece.info["tokens"] = int(len(ids) - len(prompt))
     if tempo is not None:
         piece = piece.with_tempo(tempo)
     return piece
+
+
+def merged_controls(controls, piece: Piece):
+    """The controls read off ``piece``, with those asked for in their place."""
+    from seqgen.music.controls import controls_of
+
+    said, asked = controls_of(piece), controls or Controls()
+    fields = ("key", "meter", "tempo_band", "density")
+    return Controls(*(getattr(asked, f) if getattr(asked, f) is not None else getattr(said, f) for f in fields))
 
 
 def _drop_trailing_bars(ids: np.ndarray, tok) -> np.ndarray:
@@ -136,11 +195,20 @@ def infill_bars(gen, piece: Piece, first: int, last: int, temperature: float = 1
     kept = original.select((original.time < lo) | (original.time >= hi))
     new = written.select((written.time >= lo) & (written.time < hi))
     new = _fit_between(new, kept)
-    out = kept.select(slice(None))
-    for name in ("time", "duration", "pitch", "velocity", "program"):
-        setattr(out, name, np.concatenate((getattr(kept, name), getattr(new, name))))
+    out = merge_notes(kept, new)
     out.info = {**written.info, "bars_rewritten": [first, last]}
     return out.sorted()
+
+
+def merge_notes(kept: Piece, new: Piece) -> Piece:
+    """The notes of both pieces (same tpq) in one, with ``kept``'s tempo, meter and pedals; the
+    tracks are ``kept``'s when both have the same, else one per program."""
+    cols = {n: np.concatenate((getattr(kept, n), getattr(new, n))) for n in ("time", "duration", "pitch", "velocity",
+                                                                              "program")}
+    same = kept.tracks == new.tracks
+    return Piece(kept.tpq, cols["time"], cols["duration"], cols["pitch"], cols["velocity"], cols["program"],
+                 kept.tempos, kept.time_sigs, kept.pedals, kept.name, dict(kept.info),
+                 np.concatenate((kept.track, new.track)) if same else None, list(kept.tracks) if same else [])
 
 
 def _fit_bars(middle: np.ndarray, original: np.ndarray, tok) -> np.ndarray:

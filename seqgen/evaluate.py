@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from seqgen.checkpoint import open_checkpoint, run_data
-from seqgen.compose import sample_bars
+from seqgen.compose import fresh_prompt, sample_bars
 from seqgen.data.load import Progress
 from seqgen.data.music import Report, held_out_pieces
 from seqgen.device import TRAIN_DEVICE
@@ -129,10 +129,11 @@ def music_statistics(tokenizer, model, val: np.ndarray, ckpt, device="cpu", comp
     per_bar = sum(len(ids) for ids in pieces) / max(1, bars_seen)
     gen = Generator(TorchEngine(model, device), tokenizer, model.config.to_dict()["type"], ckpt.train.objective,
                     source=None)
+    prompt = fresh_prompt(tokenizer)
     rows = sample_bars(
         gen,
-        np.array([tokenizer.bos_id, tokenizer.bar_id]),
-        bars - 1,
+        prompt,
+        bars - len(tokenizer.bar_indices(prompt)),
         temperature=1.0,
         rng=np.random.default_rng(seed),
         batch=compositions,

@@ -188,17 +188,25 @@ def _draw_one(logits: np.ndarray, temperature: float, rng: np.random.Generator, 
 
 
 def pick(logits: np.ndarray, options: SamplingOptions, rng: np.random.Generator,
-         guard: RepeatGuard | None = None, banned=()) -> np.ndarray:
+         guard: RepeatGuard | None = None, banned=(), allowed: np.ndarray | None = None) -> np.ndarray:
     """The next id of each row of ``logits`` (B, V) under one request's options: ``banned`` ids
-    never, the guard's history (``RepeatGuard``, rows in the same order), then the temperature
-    and the filters. The one rule of every loop (a server's batched step calls it per request)."""
-    if (guard is None and logits.shape[0] == 1 and options.temperature >= _FAST_MIN_TEMPERATURE
+    never, only ``allowed`` ones ((B, V) bool, a grammar's mask) when given, the guard's history
+    (``RepeatGuard``, rows in the same order), then the temperature and the filters. The one
+    rule of every loop (a server's batched step calls it per request). A row whose allowed
+    tokens are all banned keeps the allowed ones (the grammar wins)."""
+    if (guard is None and allowed is None and logits.shape[0] == 1 and options.temperature >= _FAST_MIN_TEMPERATURE
             and options.top_k is None and options.top_p is None and not options.min_p):
         return _draw_one(logits, options.temperature, rng, banned)
     z = logits
-    if len(banned):
+    if len(banned) or allowed is not None:
         z = np.array(z, dtype=np.float32, copy=True)
-        z[:, list(banned)] = -np.inf
+        if len(banned):
+            z[:, list(banned)] = -np.inf
+        if allowed is not None:
+            z = np.where(allowed, z, -np.inf)
+            empty = ~np.isfinite(z).any(axis=-1)
+            if empty.any():
+                z[empty] = np.where(allowed[empty], np.asarray(logits, dtype=np.float32)[empty], -np.inf)
     if guard is not None:
         z = guard.adjust(z)
     if options.temperature == 0:
@@ -209,7 +217,7 @@ def pick(logits: np.ndarray, options: SamplingOptions, rng: np.random.Generator,
 def generate_steps(engine: Engine, prompt: np.ndarray, steps: int, options: SamplingOptions,
                    rng: np.random.Generator | None = None, stop_id: int | None = None,
                    banned: list[int] | tuple[int, ...] = (), exempt=(),
-                   logprobs: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+                   logprobs: bool = True, constraint=None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """Yield ((B,) ids, (B,) log-probabilities or None without ``logprobs``), one step at a time,
     after reading ``prompt`` (B, P) once. The log-probability is the model's own (its softmax,
     before the temperature, the filters and the guard), so over a text they sum to minus its loss.
@@ -217,6 +225,8 @@ def generate_steps(engine: Engine, prompt: np.ndarray, steps: int, options: Samp
     Each new token costs one ``advance`` of one token (state carried). Rows that produced
     ``stop_id`` keep yielding it; the loop ends early when every row has stopped.
     ``banned`` ids (e.g. the infill sentinels during plain sampling) are never drawn.
+    ``constraint`` (``seqgen.tokenizers.grammar.Constraint``: ``read(prompt)``, ``allowed()``
+    (B, V) bool, ``push(ids)``) masks what the grammar forbids and forces given tokens.
     """
     options.check()
     prompt = np.asarray(prompt, dtype=np.int64)
@@ -228,8 +238,12 @@ def generate_steps(engine: Engine, prompt: np.ndarray, steps: int, options: Samp
     guard = RepeatGuard(options, logits.shape[-1], prompt, exempt) if options.guarded else None
     done = np.zeros(prompt.shape[0], dtype=bool)
     rows = np.arange(prompt.shape[0])
+    if constraint is not None:
+        constraint.read(prompt)
     for i in range(steps):
-        nxt = pick(logits, options, rng, guard, banned)
+        nxt = pick(logits, options, rng, guard, banned, constraint.allowed() if constraint is not None else None)
+        if constraint is not None:
+            constraint.push(nxt)
         if stop_id is not None:
             nxt = np.where(done, stop_id, nxt)
             done |= nxt == stop_id
@@ -245,14 +259,15 @@ def generate(engine: Engine, prompt: np.ndarray, steps: int, temperature: float 
              top_k: int | None = None, top_p: float | None = None,
              rng: np.random.Generator | None = None, stop_id: int | None = None,
              banned: list[int] | tuple[int, ...] = (), options: SamplingOptions | None = None,
-             exempt=()) -> Iterator[np.ndarray]:
+             exempt=(), constraint=None) -> Iterator[np.ndarray]:
     """``generate_steps`` without the log-probabilities: yields (B,) ids. ``options`` (when
     given) replaces ``temperature``, ``top_k`` and ``top_p``."""
     opts = _options(options, temperature, top_k, top_p)
     prompt = np.asarray(prompt, dtype=np.int64)
     if prompt.ndim != 2 or prompt.shape[1] == 0:
         raise ConfigError("the prompt must hold at least one token")
-    for ids, _ in generate_steps(engine, prompt, steps, opts, rng, stop_id, banned, exempt, logprobs=False):
+    for ids, _ in generate_steps(engine, prompt, steps, opts, rng, stop_id, banned, exempt, logprobs=False,
+                                 constraint=constraint):
         yield ids
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from test_export import WINDOW, make_run
@@ -190,3 +191,52 @@ def test_serve_a_bundle_without_torch(text_bundle):
     finally:
         s.stop()
     assert s.proc.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def tracks_bundle(tmp_path_factory) -> Path:
+    """A bundle of a version-2 music run (tracks and controls), random weights."""
+    import torch
+
+    from seqgen import checkpoint as ckpt_io
+    from seqgen.config import TrainConfig
+    from seqgen.export import export_run
+    from seqgen.models import build_model, make_config
+    from seqgen.tokenizers.midi import MidiTokenizer
+
+    root = tmp_path_factory.mktemp("tracks")
+    tok = MidiTokenizer(version=2)
+    torch.manual_seed(0)
+    model = build_model(make_config("lstm", tok.vocab_size, "tiny", mid_id=tok.mid_id))
+    ckpt_io.save(ckpt_io.Checkpoint(model=model, tokenizer=tok, train=TrainConfig(window=WINDOW)),
+                 root / "run" / ckpt_io.BEST)
+    export_run(root / "run", root / "bundle", loss_tokens=0)
+    return root / "bundle"
+
+
+def test_harmonize_fill_and_controls_from_a_version_two_bundle_without_torch(tracks_bundle, tmp_path):
+    from seqgen.music.files import read_midi, write_piece
+    from seqgen.music.piece import Piece, Track
+
+    notes = [[i * 480, 480, 67 + (i % 5)] for i in range(8)] + [[i * 960, 960, 48] for i in range(4)]
+    song = Piece.from_notes(notes)
+    song.track = np.array([0] * 8 + [1] * 4)
+    song.tracks = [Track("Melody", 0), Track("Bass", 33)]
+    path = write_piece(song, tmp_path / "song.mid")
+    res = seqgen_without_torch("compose", tracks_bundle, "--harmonize", path, "--melody-track", "0", "--seed", "0",
+                               "--out", tmp_path / "h.mid", "--no-roll", "--no-check-copies", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    made = read_midi(tmp_path / "h.mid")
+    assert made.tracks[0].name == "Melody" and len(made.tracks) >= 2
+    assert {(t, p) for t, p, k in zip(made.time.tolist(), made.pitch.tolist(), made.track.tolist()) if k == 0} == \
+        {(n[0], n[2]) for n in notes[:8]}
+    res = seqgen_without_torch("compose", tracks_bundle, "--tracks", path, "--fill", "bass", "--seed", "0",
+                               "--out", tmp_path / "f.mid", "--no-roll", "--no-check-copies", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    filled = read_midi(tmp_path / "f.mid")
+    assert sorted(filled.pitch[filled.track == 0].tolist()) == sorted(n[2] for n in notes[:8])
+    res = seqgen_without_torch("compose", tracks_bundle, "--key", "D minor", "--meter", "3/4", "--instruments",
+                               "piano,violin", "--bars", "2", "--seed", "0", "--out", tmp_path / "c.mid",
+                               "--no-check-copies", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "asked: key D minor, meter 3/4, instruments piano,violin" in res.stdout

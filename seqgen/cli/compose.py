@@ -53,6 +53,15 @@ def compose(
     seed: Seed = None,
     prime: Annotated[Optional[Path], typer.Option(help="Continue this MIDI/MusicXML/ABC file.")] = None,
     infill: Annotated[Optional[Path], typer.Option(help="Rewrite --bars A-B of this file, keeping the rest (runs trained with infilling).")] = None,
+    harmonize: Annotated[Optional[Path], typer.Option(help="Harmonize the melody in this MIDI/MusicXML/ABC file: it is kept as the top voice and the model writes the others (version-2 runs).")] = None,
+    melody_track: Annotated[Optional[int], typer.Option(help="With --harmonize: the file's track (0-based) that holds the melody.")] = None,
+    tracks: Annotated[Optional[Path], typer.Option(help="A song whose tracks to keep or rewrite: with --fill or --keep (version-2 runs).")] = None,
+    fill: Annotated[Optional[str], typer.Option(help="With --tracks: the tracks to write anew, by name, number, 'drums' or family (bass, piano...), comma-separated.")] = None,
+    keep: Annotated[Optional[str], typer.Option(help="With --tracks: the tracks to keep note for note (the others are written anew), e.g. 0,2.")] = None,
+    key: Annotated[Optional[str], typer.Option(help="Key to compose in, e.g. 'D minor' (version-2 runs).")] = None,
+    meter: Annotated[Optional[str], typer.Option(help="Meter, e.g. 3/4 (version-2 runs).")] = None,
+    instruments: Annotated[Optional[str], typer.Option(help="Tracks to compose for, e.g. piano,violin or soprano,alto,tenor,bass-voice (version-2 runs).")] = None,
+    density: Annotated[Optional[str], typer.Option(help="Note density: low, medium or high (version-2 runs).")] = None,
     out_path: Annotated[Path, typer.Option("--out", help="File to write: .mid, .midi, .musicxml, .xml or .mxl.")] = Path("composition.mid"),
     roll: Annotated[bool, typer.Option("--roll/--no-roll", help="Show the piano roll of the result.")] = True,
     png: Annotated[Optional[Path], typer.Option("--png", help="Also draw the piano roll as a picture: .png, .svg or .pdf (needs the plot extra, matplotlib).")] = None,
@@ -97,9 +106,35 @@ def compose(
 
         image_format(png)
         require_matplotlib()
+    sources = [name for name, v in (("--prime", prime), ("--infill", infill), ("--harmonize", harmonize),
+                                     ("--tracks", tracks)) if v is not None]
+    if len(sources) > 1:
+        raise ConfigError(f"give one of --prime, --infill, --harmonize and --tracks, not {' and '.join(sources)}")
+    if tracks is not None and (fill is None) == (keep is None):
+        raise ConfigError("--tracks needs --fill NAMES or --keep NAMES (one of them)")
+    if tracks is None and (fill is not None or keep is not None):
+        raise ConfigError("--fill and --keep go with --tracks SONG")
+    if melody_track is not None and harmonize is None:
+        raise ConfigError("--melody-track goes with --harmonize MELODY")
+    if instruments is not None and (tracks is not None or prime is not None or infill is not None):
+        raise ConfigError("--instruments is for new pieces and --harmonize; --tracks, --prime and --infill keep their file's")
+    asked, voices = _controls(key, meter, tempo, density, instruments)
     rng = np.random.default_rng(seed)
     gen = open_generator(run, device=device, threads=threads)
-    if infill is not None:
+    if harmonize is not None or tracks is not None:
+        from seqgen.voices import fill_tracks, harmonize as harmonize_melody, pick_tracks, require_tracks
+
+        require_tracks(gen, "harmonize" if harmonize is not None else "fill tracks")
+        source = load_piece(harmonize if harmonize is not None else tracks)
+        if harmonize is not None:
+            piece = harmonize_melody(gen, source, melody_track, asked, options, rng, voices=voices)
+        else:
+            chosen = pick_tracks(source, fill if fill is not None else keep, "--fill" if fill is not None else "--keep")
+            to_fill = chosen if fill is not None else [i for i in range(len(source.tracks)) if i not in chosen]
+            piece = fill_tracks(gen, source, to_fill, asked, options, rng)
+        if tempo is not None:
+            piece = piece.with_tempo(tempo)
+    elif infill is not None:
         source = load_piece(infill)
         piece = infill_bars(gen, source, span[0], span[1], temp, top_k, top_p, rng, options=options)
         if tempo is not None:
@@ -108,7 +143,7 @@ def compose(
         primer = load_piece(prime) if prime is not None else None
         n_bars = span if span is not None else (None if length is not None else 16)
         piece = make(gen, bars=n_bars, length=length, temperature=temp, top_k=top_k, top_p=top_p, rng=rng,
-                     prime=primer, tempo=tempo, options=options)
+                     prime=primer, tempo=tempo, options=options, controls=asked, tracks=voices)
     repairs = piece.info.get("dropped_tokens", 0) + piece.info.get("notes_cut", 0)
     if repairs:
         err.print(f"[dim]repaired the model's output: {piece.info.get('dropped_tokens', 0)} stray token(s) dropped, "
@@ -129,7 +164,8 @@ def compose(
     if as_json:
         import json
 
-        result = {**written, "notes": len(piece), "seconds": round(piece.seconds(), 3)}
+        result = {**written, "notes": len(piece), "seconds": round(piece.seconds(), 3),
+                  "tracks": [t.name for t in piece.tracks], "key": _found_key(piece)}
         if copies is not None:
             result["copies"] = copies[0]
         out.print(json.dumps(result), markup=False, highlight=False)
@@ -141,5 +177,54 @@ def compose(
         width = max(40, min(120, out.width - 8))
         out.print(piano_roll(piece, width=width))
         out.print(summary(piece))
+        asked_line = _asked_line(key, meter, tempo, instruments, density, piece)
+        if asked_line:
+            out.print(asked_line)
     for name in written.values():
         out.print(f"wrote {name}")
+
+
+def _controls(key, meter, tempo, density, instruments):
+    """The controls asked for on the command line (each bad value one line), and the tracks."""
+    from seqgen.music.controls import Controls, parse_density, parse_instruments, parse_key, parse_meter, tempo_band
+    from seqgen.tokenizers.midi import MidiTokenizer
+
+    sigs = [s for s in MidiTokenizer().time_sigs]
+    asked = Controls(parse_key(key) if key is not None else None,
+                     parse_meter(meter, sigs) if meter is not None else None,
+                     tempo_band(tempo) if tempo is not None else None,
+                     parse_density(density) if density is not None else None)
+    return asked, (parse_instruments(instruments) if instruments is not None else None)
+
+
+def _found_key(piece) -> str:
+    from seqgen.music.stats import key_name
+
+    return key_name(piece)
+
+
+def _asked_line(key, meter, tempo, instruments, density, piece) -> str:
+    """'asked: key D minor, instruments piano, violin; found: key D minor, instruments Piano, Violin'."""
+    from seqgen.music.controls import DENSITY_NAMES, density_band, key_text, parse_key
+
+    asked, found = [], []
+    if key is not None:
+        asked.append(f"key {key_text(parse_key(key))}")
+        found.append(f"key {_found_key(piece)}")
+    if meter is not None:
+        asked.append(f"meter {meter}")
+        sig = piece.time_sigs[0, 1:].tolist() if len(piece.time_sigs) else [4, 4]
+        found.append(f"meter {sig[0]}/{sig[1]}")
+    if tempo is not None:
+        asked.append(f"tempo {tempo:g}")
+        found.append(f"tempo {piece.qpm_at(0):g}")
+    if instruments is not None:
+        asked.append(f"instruments {instruments}")
+    if instruments is not None or len(piece.tracks) > 1:
+        found.append("instruments " + ", ".join(t.name for t in piece.tracks))
+    if density is not None:
+        asked.append(f"density {density}")
+        found.append(f"density {DENSITY_NAMES[density_band(piece)]}")
+    if not found:
+        return ""
+    return (f"asked: {', '.join(asked)}; " if asked else "") + f"found: {', '.join(found)}"

@@ -36,6 +36,7 @@ from seqgen.tokenizers import Tokenizer
 from seqgen.tokenizers.midi import MidiTokenizer
 
 CACHE_VERSION = 1
+DEFAULT_VERSION = 2  # MIDI tokens of new runs: tracks and controls (version-1 runs read their own)
 POOL_MIN_FILES = 16  # parse music21 files in worker processes from this many on
 POOL_MIN_MIDI = 256  # read MIDI files in worker processes from this many on
 MIDI_BATCH = 32  # MIDI files per worker task, so sending tasks and results costs little beside reading
@@ -69,7 +70,7 @@ def encode_file(path: str, config: str) -> list[tuple[str, np.ndarray | None, st
     tok = _tokenizer(config)
     try:
         pieces = read_any(Path(path))
-        return [(p.name, tok.encode(p).astype(np.uint16), "") for p in pieces]
+        return [(p.name, tok.encode(p, training=True).astype(np.uint16), "") for p in pieces]
     except MusicFileError as e:
         return [(Path(path).name, None, str(e))]
     except Exception as e:  # a reader's bug on a strange file must not stop a whole corpus
@@ -190,7 +191,7 @@ def load_music_corpus(spec: str, tokenizer: Tokenizer | None = None, progress: P
     read a large folder (default ``default_workers()``; 1 reads every file in this process).
     """
     if tokenizer is None:
-        tokenizer = MidiTokenizer()
+        tokenizer = MidiTokenizer(version=DEFAULT_VERSION)
     if not isinstance(tokenizer, MidiTokenizer):
         raise CorpusError(f"{spec!r} is a music corpus, but the run's tokenizer is {tokenizer.to_dict()['type']!r}; "
                           "music needs a run trained on music")

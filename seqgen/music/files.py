@@ -13,23 +13,28 @@ import numpy as np
 
 from seqgen.errors import MusicFileError, SeqgenError
 from seqgen.fileio import atomic_path
-from seqgen.music.piece import (DEFAULT_QPM, DEFAULT_VELOCITY, DRUMS, MAX_QUARTERS, MIDI_SUFFIXES, MUSIC21_SUFFIXES, TPQ, Piece,
-                                voice_layers)
+from seqgen.music.piece import (DEFAULT_QPM, DEFAULT_VELOCITY, DRUMS, MAX_QUARTERS, MIDI_SUFFIXES, MUSIC21_SUFFIXES,
+                                TPQ, Piece, Track, program_name, voice_layers)
+
+KEY_MODES = ("major", "minor")
 
 
 # ---- MIDI (symusic) ----------------------------------------------------------------------
 def from_symusic(score, name: str = "") -> Piece:
-    parts = []
+    """Each MIDI track with notes becomes a track of the piece (its name, program, drum flag)."""
+    parts, tracks = [], []
     for track in score.tracks:
         if not len(track.notes):
             continue
         a = track.notes.numpy()
         prog = DRUMS if track.is_drum else int(track.program)
-        parts.append((a["time"], a["duration"], a["pitch"], a["velocity"], np.full(len(a["time"]), prog)))
+        parts.append((a["time"], a["duration"], a["pitch"], a["velocity"], np.full(len(a["time"]), prog),
+                      np.full(len(a["time"]), len(tracks))))
+        tracks.append(Track(str(track.name).strip() or program_name(prog), prog, bool(track.is_drum)))
     if parts:
-        t, d, p, v, g = (np.concatenate([np.asarray(x[i], dtype=np.int64) for x in parts]) for i in range(5))
+        t, d, p, v, g, k = (np.concatenate([np.asarray(x[i], dtype=np.int64) for x in parts]) for i in range(6))
     else:
-        t = d = p = v = g = np.zeros(0, dtype=np.int64)
+        t = d = p = v = g = k = np.zeros(0, dtype=np.int64)
     keep = (p >= 0) & (p <= 127) & (t >= 0)
     tempos = np.array([[tp.time, tp.qpm] for tp in score.tempos], dtype=np.float64).reshape(-1, 2)
     sigs = np.array([[ts.time, ts.numerator, ts.denominator] for ts in score.time_signatures],
@@ -37,8 +42,26 @@ def from_symusic(score, name: str = "") -> Piece:
     pedals = [[pd.time, pd.duration] for tr in score.tracks if not tr.is_drum for pd in tr.pedals]
     piece = Piece(int(score.ticks_per_quarter), t[keep], np.maximum(d[keep], 1), p[keep],
                   np.clip(v[keep], 1, 127), g[keep], tempos, sigs,
-                  np.array(pedals, dtype=np.int64).reshape(-1, 2), name)
+                  np.array(pedals, dtype=np.int64).reshape(-1, 2), name, {}, k[keep], tracks)
+    if tracks:
+        piece = _drop_empty_tracks(piece)
+    keys = [(ks.key, ks.tonality) for ks in getattr(score, "key_signatures", [])]
+    if keys and -7 <= keys[0][0] <= 7:
+        piece.info["key"] = _key_from_signature(int(keys[0][0]), int(keys[0][1]))
     return piece.sorted()
+
+
+def _key_from_signature(sharps: int, minor: int) -> str:
+    names = ("C", "G", "D", "A", "E", "B", "F#", "C#", "Cb", "Gb", "Db", "Ab", "Eb", "Bb", "F")
+    majors = {i: names[i] for i in range(8)} | {-i: names[15 - i] for i in range(1, 8)}
+    tonic_pc = (7 * sharps + (9 if minor else 0)) % 12
+    pcs = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+    return f"{pcs[tonic_pc] if minor else majors[sharps]} {'minor' if minor else 'major'}"
+
+
+def _drop_empty_tracks(piece: Piece) -> Piece:
+    used = sorted(set(piece.track.tolist()))
+    return piece.only_tracks(used) if len(used) < len(piece.tracks) else piece
 
 
 def read_midi(source: Path | bytes, name: str = "") -> Piece:
@@ -66,15 +89,18 @@ def read_midi(source: Path | bytes, name: str = "") -> Piece:
 
 
 def to_symusic(piece: Piece):
-    """A symusic Score: one track per program (and per unison layer), pedals on the first track."""
+    """A symusic Score: one MIDI track per track of the piece (and per unison layer within one),
+    named as the piece's tracks are; pedals on the first track."""
     import symusic
 
     score = symusic.Score(piece.tpq)
     layers = voice_layers(piece)
     first = True
-    for prog, layer in sorted(set(zip(piece.program.tolist(), layers.tolist()))):
-        m = (piece.program == prog) & (layers == layer)
-        track = symusic.Track(name="Drums" if prog == DRUMS else f"Program {prog}" + (f" ({layer + 1})" if layer else ""),
+    for k, layer in sorted(set(zip(piece.track.tolist(), layers.tolist()))):
+        m = (piece.track == k) & (layers == layer)
+        info = piece.tracks[k]
+        prog = DRUMS if info.drum else int(info.program)
+        track = symusic.Track(name=info.name + (f" ({layer + 1})" if layer else ""),
                               program=0 if prog == DRUMS else int(prog), is_drum=prog == DRUMS)
         track.notes = symusic.Note.from_numpy(
             piece.time[m].astype(np.int32), piece.duration[m].astype(np.int32),
@@ -103,10 +129,15 @@ def from_music21(score, name: str = "", tpq: int = TPQ) -> Piece:
         first = measures[0]
         shift = float(first.paddingLeft or 0.0)
     rows: list[tuple] = []
+    tracks: list[Track] = []
     for part in parts:
         inst = part.getInstrument(returnDefault=True)
         drums = inst is not None and (getattr(inst, "midiChannel", None) == 9 or "Percussion" in inst.classes)
         prog = DRUMS if drums else int(getattr(inst, "midiProgram", None) or 0)
+        k = len(tracks)
+        label = (getattr(part, "partName", None) or (inst.partName if inst is not None else None)
+                 or (inst.instrumentName if inst is not None else None) or f"Part {k + 1}")
+        tracks.append(Track(str(label).strip(), prog, drums))
         open_ties: dict[int, list] = {}
         for n in part.flatten().notes:
             off = float(n.offset) + shift
@@ -121,7 +152,7 @@ def from_music21(score, name: str = "", tpq: int = TPQ) -> Piece:
                     if tie == "stop":
                         del open_ties[midi]
                     continue
-                row = [off, dur, midi, int(vel), prog]
+                row = [off, dur, midi, int(vel), prog, k]
                 rows.append(row)
                 if tie in ("start", "continue"):
                     open_ties[midi] = row
@@ -142,10 +173,26 @@ def from_music21(score, name: str = "", tpq: int = TPQ) -> Piece:
         a, t, d = a[keep], t[keep], d[keep]
         piece = Piece(tpq, t, d, a[:, 2].astype(np.int64), np.clip(a[:, 3], 1, 127).astype(np.int64),
                       a[:, 4].astype(np.int64), np.array(tempos, dtype=np.float64).reshape(-1, 2),
-                      np.array(sigs, dtype=np.int64).reshape(-1, 3), name=name)
+                      np.array(sigs, dtype=np.int64).reshape(-1, 3), name=name, track=a[:, 5].astype(np.int64),
+                      tracks=tracks)
+        piece = _drop_empty_tracks(piece)
     else:
         piece = Piece.from_notes([], tpq, name=name)
+    said = _music21_key(flat)
+    if said:
+        piece.info["key"] = said
     return piece.sorted()
+
+
+def _music21_key(flat) -> str | None:
+    """The key a score states (a Key with its mode; a bare key signature is read as major
+    unless the piece ends on the relative minor's tonic, which this does not check: None)."""
+    from music21 import key
+
+    for k in flat.getElementsByClass(key.Key):
+        if k.mode in KEY_MODES:
+            return f"{k.tonic.name.replace('-', 'b')} {k.mode}"
+    return None
 
 
 def read_music21(path: Path) -> list[Piece]:
@@ -185,14 +232,18 @@ def read_any(path: Path) -> list[Piece]:
 
 
 def to_music21(piece: Piece):
-    """A music21 Score with one part per program; simultaneous notes become chords."""
+    """A music21 Score with one part per track, named as the track is; simultaneous notes of a
+    track become chords."""
     from music21 import chord, instrument, meter, note, stream, tempo
 
     score = stream.Score()
     f = Fraction(1, piece.tpq)
     qpm = piece.qpm_at(0)
-    for prog in sorted(set(piece.program.tolist())) or [0]:
+    for k in sorted(set(piece.track.tolist())) or [0]:
+        info = piece.tracks[k] if piece.tracks else Track("Part 1", 0)
+        prog = DRUMS if info.drum else info.program
         part = stream.Part()
+        part.partName = info.name
         if prog == DRUMS:
             part.insert(0, instrument.Percussion())
         else:
@@ -201,7 +252,7 @@ def to_music21(piece: Piece):
         if len(piece.time_sigs):
             _, n, d = piece.time_sigs[0].tolist()
             part.insert(0, meter.TimeSignature(f"{n}/{d}"))
-        m = piece.program == prog
+        m = piece.track == k
         groups: dict[tuple[int, int], list[int]] = {}
         for t, d, p in zip(piece.time[m].tolist(), piece.duration[m].tolist(), piece.pitch[m].tolist()):
             groups.setdefault((t, d), []).append(p)
@@ -209,7 +260,9 @@ def to_music21(piece: Piece):
             el = note.Note(pitches[0]) if len(pitches) == 1 else chord.Chord(sorted(set(pitches)))
             el.duration.quarterLength = Fraction(d) * f
             part.insert(Fraction(t) * f, el)
-        score.insert(0, part.chordify() if len(groups) else part)
+        written = part.chordify() if len(groups) else part
+        written.partName = info.name
+        score.insert(0, written)
     score.parts[0].insert(0, tempo.MetronomeMark(number=round(qpm)))
     return score
 

@@ -1,7 +1,8 @@
 """A piece of music as numpy arrays, and its conversions to and from files.
 
-``Piece`` holds notes (onset, duration, pitch, velocity, program; program 128 = drums),
-tempo changes, time signatures and sustain-pedal spans, all timed in ticks at ``tpq`` ticks
+``Piece`` holds notes (onset, duration, pitch, velocity, program; program 128 = drums; the
+track each belongs to), the tracks (name, program, drum flag), tempo changes, time signatures
+and sustain-pedal spans, all timed in ticks at ``tpq`` ticks
 per quarter note. Reading and writing files is ``seqgen.music.files``'s; this module needs numpy alone, so the
 MIDI tokenizer (and the onnxruntime engine through it) never reaches symusic or music21.
 """
@@ -35,6 +36,13 @@ class Piece:
     pedals: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))  # (K, 2) [tick, duration]
     name: str = ""
     info: dict = field(default_factory=dict)
+    track: np.ndarray | None = None  # (N,) int64 index into ``tracks``; None: one track per program
+    tracks: list = field(default_factory=list)  # [Track]: a name, a program and a drum flag each
+
+    def __post_init__(self) -> None:
+        if self.track is None or not self.tracks:
+            self.track, self.tracks = tracks_by_program(np.asarray(self.program, dtype=np.int64))
+        self.track = np.asarray(self.track, dtype=np.int64)
 
     @classmethod
     def from_notes(cls, notes, tpq: int = TPQ, **kw) -> "Piece":
@@ -57,13 +65,38 @@ class Piece:
         return int((self.time + self.duration).max()) if len(self) else 0
 
     def sorted(self) -> "Piece":
-        order = np.lexsort((self.pitch, self.program, self.time))
+        order = np.lexsort((self.pitch, self.track, self.time))
         return self.select(order)
 
     def select(self, index) -> "Piece":
-        """A piece with the notes at ``index`` (a mask or indices); the rest is kept."""
+        """A piece with the notes at ``index`` (a mask or indices); the rest (tracks included) is kept."""
         return Piece(self.tpq, self.time[index], self.duration[index], self.pitch[index], self.velocity[index],
-                     self.program[index], self.tempos, self.time_sigs, self.pedals, self.name, dict(self.info))
+                     self.program[index], self.tempos, self.time_sigs, self.pedals, self.name, dict(self.info),
+                     self.track[index], list(self.tracks))
+
+    def only_tracks(self, keep) -> "Piece":
+        """The notes of the tracks ``keep`` (indices), those tracks renumbered 0.. in the order given."""
+        keep = [int(k) for k in keep]
+        new_index = np.full(max(len(self.tracks), 1), -1, dtype=np.int64)
+        new_index[keep] = np.arange(len(keep))
+        m = np.isin(self.track, keep)
+        p = self.select(m)
+        p.track = new_index[p.track]
+        p.tracks = [self.tracks[k] for k in keep]
+        return p
+
+    def joined(self, other: "Piece") -> "Piece":
+        """The notes of both (``other``'s at this piece's tpq, its tracks appended after these);
+        tempo, meter and pedals are this piece's."""
+        f = self.tpq / other.tpq
+        out = self.select(slice(None))
+        out.time = np.concatenate((self.time, np.rint(other.time * f).astype(np.int64)))
+        out.duration = np.concatenate((self.duration, np.maximum(np.rint(other.duration * f).astype(np.int64), 1)))
+        for name in ("pitch", "velocity", "program"):
+            setattr(out, name, np.concatenate((getattr(self, name), getattr(other, name))))
+        out.track = np.concatenate((self.track, other.track + len(self.tracks)))
+        out.tracks = list(self.tracks) + list(other.tracks)
+        return out.sorted()
 
     def note_set(self, tpq: int | None = None) -> set[tuple[int, int, int, int]]:
         """{(onset, duration, pitch, program)} with times at ``tpq`` ticks per quarter (for comparisons)."""
@@ -96,18 +129,40 @@ class Piece:
         return p
 
 
+@dataclass(frozen=True)
+class Track:
+    name: str
+    program: int  # 0..127, or DRUMS
+    drum: bool = False
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "program": self.program, "drum": self.drum}
+
+
+def program_name(program: int) -> str:
+    return "Drums" if program == DRUMS else f"Program {program}"
+
+
+def tracks_by_program(program: np.ndarray) -> tuple[np.ndarray, list[Track]]:
+    """One track per program (in program order): the tracks of a piece that says nothing else."""
+    progs = sorted(set(program.tolist()))
+    index = {p: i for i, p in enumerate(progs)}
+    track = np.array([index[p] for p in program.tolist()], dtype=np.int64)
+    return track, [Track(program_name(p), int(p), p == DRUMS) for p in progs]
+
+
 def voice_layers(piece: Piece) -> np.ndarray:
-    """(N,) layer of each note so that equal notes (pitch, program) never overlap within a layer:
-    0 for almost all; unisons of two voices that overlap go to layer 1, 2..."""
+    """(N,) layer of each note so that equal notes (pitch, track) never overlap within a layer:
+    0 for almost all; unisons within a track that overlap go to layer 1, 2..."""
     layer = np.zeros(len(piece), dtype=np.int64)
-    order = np.lexsort((piece.time, piece.pitch, piece.program))
+    order = np.lexsort((piece.time, piece.pitch, piece.track))
     t, e = piece.time[order], (piece.time + piece.duration)[order]
-    same = (piece.pitch[order][1:] == piece.pitch[order][:-1]) & (piece.program[order][1:] == piece.program[order][:-1])
+    same = (piece.pitch[order][1:] == piece.pitch[order][:-1]) & (piece.track[order][1:] == piece.track[order][:-1])
     if not (same & (t[1:] < e[:-1])).any():
         return layer
-    ends: dict[tuple[int, int], list[int]] = {}  # (pitch, program) -> end tick per layer
+    ends: dict[tuple[int, int], list[int]] = {}  # (pitch, track) -> end tick per layer
     for i in order.tolist():
-        key = (int(piece.pitch[i]), int(piece.program[i]))
+        key = (int(piece.pitch[i]), int(piece.track[i]))
         lanes = ends.setdefault(key, [])
         k = next((j for j, end in enumerate(lanes) if end <= piece.time[i]), len(lanes))
         if k == len(lanes):

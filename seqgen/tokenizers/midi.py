@@ -33,7 +33,8 @@ from seqgen.music.piece import DRUMS, TPQ, Piece
 
 SPECIAL = ("BOS", "EOS", "<pre>", "<suf>", "<mid>", "<eot>")
 KINDS = ("special", "Bar", "TimeSig", "Position", "Tempo", "Program", "Velocity", "Pitch", "Drum", "Duration",
-         "PedalOn", "PedalOff")
+         "PedalOn", "PedalOff", "Key", "TempoBand", "Density", "Track", "Instrument", "Role")  # the last six: version 2
+VERSIONS = (1, 2)
 K = {name: i for i, name in enumerate(KINDS)}
 
 
@@ -71,7 +72,7 @@ class MidiTokenizer:
             (2 <= self.tempo_bins <= 256, f"tempo_bins must be in 2..256, got {self.tempo_bins}"),
             (0 < self.tempo_min < self.tempo_max, f"need 0 < tempo_min < tempo_max, got {self.tempo_min}, {self.tempo_max}"),
             (1 <= self.max_duration_quarters <= 64, f"max_duration_quarters must be in 1..64, got {self.max_duration_quarters}"),
-            (self.version == 1, f"MIDI tokenizer version {self.version} is unknown to this seqgen (it reads 1)"),
+            (self.version in VERSIONS, f"MIDI tokenizer version {self.version} is unknown to this seqgen (it reads 1 and 2)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -85,6 +86,10 @@ class MidiTokenizer:
                  ("Position", self.max_bar_quarters * r), ("Tempo", self.tempo_bins), ("Program", 128),
                  ("Velocity", self.velocity_bins), ("Pitch", 128), ("Drum", 128), ("Duration", len(self.durations)),
                  ("PedalOn", 1), ("PedalOff", 1)]
+        if self.version >= 2:
+            from seqgen.tokenizers.tracks import EXTRA_KINDS
+
+            sizes += list(EXTRA_KINDS)
         self.offset: dict[str, int] = {}
         kinds, values, n = [], [], 0
         for name, size in sizes:
@@ -121,6 +126,10 @@ class MidiTokenizer:
         if k == "Duration":
             return f"Duration_{int(self.durations[v])}"
         return k if k in ("Bar", "PedalOn", "PedalOff") else f"{k}_{v}"
+
+    @staticmethod
+    def kind_index(name: str) -> int:
+        return K[name]
 
     def kinds_of(self, ids) -> np.ndarray:
         """The kind index (into KINDS) of each id; -1 for ids outside the vocabulary."""
@@ -174,8 +183,27 @@ class MidiTokenizer:
         mids = (self.durations[1:] + self.durations[:-1]) / 2
         return np.searchsorted(mids, np.asarray(steps, dtype=np.float64), side="left")
 
-    def encode(self, piece: Piece, bos: bool = True, eos: bool = True) -> np.ndarray:
-        """Piece -> int64 ids (BOS ... EOS)."""
+    def tempo_events(self, piece: Piece, f: float) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, tempo bins) of the tempo changes: the first tempo at each step, then only
+        changes of bin."""
+        tempos = piece.tempos[np.argsort(piece.tempos[:, 0], kind="stable")] if len(piece.tempos) else np.zeros((0, 2))
+        tt = np.rint(tempos[:, 0] * f).astype(np.int64)
+        tb = np.abs(np.log(np.clip(tempos[:, 1], 1e-3, None))[:, None] - np.log(self.tempo_values)[None]).argmin(-1)
+        if len(tb):
+            last = np.r_[tt[1:] != tt[:-1], True]
+            tt, tb = tt[last], tb[last]
+            change = np.r_[True, tb[1:] != tb[:-1]]
+            tt, tb = tt[change], tb[change]
+        return tt, tb
+
+    def encode(self, piece: Piece, bos: bool = True, eos: bool = True, order=None, controls=None,
+               training: bool = False) -> np.ndarray:
+        """Piece -> int64 ids (BOS ... EOS). Version 2 (``seqgen.tokenizers.tracks``) also takes
+        the tracks' ``order``, the ``controls`` and ``training`` (shuffled order, dropped controls)."""
+        if self.version >= 2:
+            from seqgen.tokenizers.tracks import encode_v2
+
+            return encode_v2(self, piece, bos, eos, order, controls, training)
         r, o = self.resolution, self.offset
         f = r / piece.tpq
         t = np.rint(piece.time * f).astype(np.int64)
@@ -184,14 +212,7 @@ class MidiTokenizer:
         prog = np.asarray(piece.program, dtype=np.int64)
         pitch = np.clip(piece.pitch, 0, 127).astype(np.int64)
         vel = np.clip(np.asarray(piece.velocity, dtype=np.int64) * self.velocity_bins // 128, 0, self.velocity_bins - 1)
-        tempos = piece.tempos[np.argsort(piece.tempos[:, 0], kind="stable")] if len(piece.tempos) else np.zeros((0, 2))
-        tt = np.rint(tempos[:, 0] * f).astype(np.int64)
-        tb = np.abs(np.log(np.clip(tempos[:, 1], 1e-3, None))[:, None] - np.log(self.tempo_values)[None]).argmin(-1)
-        if len(tb):  # keep the first tempo at each step, then only changes of bin
-            last = np.r_[tt[1:] != tt[:-1], True]
-            tt, tb = tt[last], tb[last]
-            change = np.r_[True, tb[1:] != tb[:-1]]
-            tt, tb = tt[change], tb[change]
+        tt, tb = self.tempo_events(piece, f)
         ped = np.rint(piece.pedals * f).astype(np.int64).reshape(-1, 2)
         ped_on, ped_off = ped[:, 0], ped[:, 0] + np.maximum(ped[:, 1], 1)
         end = max([1] + [int(x.max()) + 1 for x in (t, tt, ped_off) if len(x)] + ([int((t + dur).max())] if len(t) else []))
@@ -237,6 +258,10 @@ class MidiTokenizer:
 
         Reading stops at EOS or at a second BOS. ``piece.info`` counts the dropped tokens and
         the notes cut short."""
+        if self.version >= 2:
+            from seqgen.tokenizers.tracks import decode_v2
+
+            return decode_v2(self, ids, tpq, name)
         r = self.resolution
         f = tpq // r
         notes: list[list[int]] = []
@@ -366,7 +391,13 @@ class MidiTokenizer:
         fits = lo_row <= hi_row  # a row whose notes span more than the range stays as it is
         shift = np.floor(rng.random(len(x)) * (hi_row - lo_row + 1)).astype(np.int64) + lo_row
         shift = np.where(fits, shift, 0)
-        return np.where(is_pitch, x + shift[:, None], x)
+        x = np.where(is_pitch, x + shift[:, None], x)
+        if self.version >= 2:  # the key control moves with the notes
+            k0 = self.offset["Key"]
+            is_key = (x >= k0) & (x < k0 + 24)
+            v = x - k0
+            x = np.where(is_key, k0 + (v % 12 + shift[:, None]) % 12 + 12 * (v // 12), x)
+        return x
 
     # ---- serialization ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,272 @@
+"""Tracks in pieces and files, the version-2 tokens, the grammar mask, and writing tracks around
+given ones (harmonize, fill) through the library and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from seqgen.music.files import from_music21, read_any, write_piece
+from seqgen.music.piece import Piece
+from seqgen.tokenizers.midi import MidiTokenizer
+
+V2 = MidiTokenizer(version=2)
+
+
+@pytest.fixture(scope="module")
+def chorale() -> Piece:
+    from music21 import corpus
+
+    return from_music21(corpus.parse("bach/bwv66.6"), name="bwv66.6")
+
+
+def by_track(p: Piece) -> dict[str, set]:
+    out: dict[str, set] = {}
+    for t, d, n, k in zip(p.time.tolist(), p.duration.tolist(), p.pitch.tolist(), p.track.tolist()):
+        out.setdefault(p.tracks[k].name, set()).add((t * 480 // p.tpq, d * 480 // p.tpq, n))
+    return out
+
+
+# ---- tracks in pieces and files ------------------------------------------------------------------
+def test_a_chorale_reads_as_four_named_voices(chorale):
+    assert [t.name for t in chorale.tracks] == ["Soprano", "Alto", "Tenor", "Bass"]
+    sop = chorale.only_tracks([0])
+    bass = chorale.only_tracks([3])
+    assert len(sop) and len(bass) and sop.pitch.mean() > bass.pitch.mean() + 12
+
+
+@pytest.mark.parametrize("suffix", [".mid", ".musicxml"])
+def test_tracks_survive_writing_and_reading(chorale, tmp_path, suffix):
+    path = write_piece(chorale, tmp_path / f"c{suffix}")
+    back = read_any(path)[0]
+    assert [t.name for t in back.tracks] == ["Soprano", "Alto", "Tenor", "Bass"]
+    assert by_track(back) == by_track(chorale)
+
+
+def test_a_real_multitrack_midi_keeps_its_tracks(music_dir, tmp_path):
+    song = read_any(music_dir / "example_complex.mid")[0]
+    assert len(song.tracks) > 4 and any(t.drum for t in song.tracks)
+    back = read_any(write_piece(song, tmp_path / "s.mid"))[0]
+    # a track whose equal notes overlap (a unison within it) is written as two MIDI tracks, "Name (2)"
+    assert {(t.name.split(" (")[0], t.program, t.drum) for t in back.tracks} == \
+        {(t.name, t.program, t.drum) for t in song.tracks}
+    assert len(back.tracks) - len(song.tracks) <= 2
+    assert back.note_set() == song.note_set()
+
+
+def test_musicxml_parts_become_named_tracks(music_dir):
+    score = read_any(music_dir / "st_anne.xml")[0]
+    assert [t.name for t in score.tracks] == ["Harpsichord", "Piano"]
+
+
+# ---- version-2 tokens ----------------------------------------------------------------------------
+def test_version_one_is_untouched():
+    v1 = MidiTokenizer()
+    assert v1.vocab_size == 629 and v1.to_dict()["version"] == 1
+    assert MidiTokenizer.from_dict(V2.to_dict()) == V2 and V2.vocab_size > v1.vocab_size
+
+
+def test_version_two_round_trips_real_files(chorale, music_dir):
+    pieces = [chorale] + [read_any(music_dir / n)[0] for n in ("english1.mid", "example_complex.mid", "st_anne.xml")]
+    for p in pieces:
+        once = V2.decode(V2.encode(p))
+        twice = V2.decode(V2.encode(once))
+        assert by_track(twice) == by_track(once), p.name
+        assert [t.name for t in once.tracks] == [t.name for t in twice.tracks]
+        assert once.info["dropped_tokens"] == 0
+    ids = V2.encode(chorale)
+    names = [V2.token_name(i) for i in ids[:20]]
+    assert names[:2] == ["BOS", "Key_18"] and "Track_3" in names  # F# minor; four tracks in the header
+    once = V2.decode(ids)
+    assert by_track(once) == by_track(chorale) and once.info["key"] == "F# minor"
+
+
+def test_training_pieces_shuffle_tracks_and_drop_controls(chorale):
+    seen_orders, dropped = set(), 0
+    for i in range(12):
+        p = chorale.select(slice(None))
+        p.name = f"c{i}"
+        d = V2.decode(V2.encode(p, training=True))
+        seen_orders.add(tuple(t.name for t in d.tracks))
+        dropped += "key" not in d.info
+        assert by_track(d) == by_track(V2.decode(V2.encode(chorale)))
+    assert len(seen_orders) > 1 and ("Soprano", "Alto", "Tenor", "Bass") in seen_orders and dropped > 0
+
+
+def test_transposition_moves_the_key_control(chorale):
+    ids = V2.encode(chorale)[None]
+    moved = V2.transpose_batch(ids, np.random.default_rng(0), 2, 2)
+    assert V2.decode(moved[0]).info["key"] == "Ab minor"
+
+
+# ---- the grammar ---------------------------------------------------------------------------------
+class RandomEngine:
+    """Logits drawn at random: the worst writer the grammar must keep in line."""
+
+    def __init__(self, vocab: int, seed: int = 0):
+        self.vocab, self.rng = vocab, np.random.default_rng(seed)
+
+    def start(self, batch):
+        return None
+
+    def advance(self, ids, state):
+        return self.rng.normal(0, 3, (len(ids), self.vocab)).astype(np.float32), state
+
+
+def random_gen(tok, objective="causal"):
+    from seqgen.engines.base import Generator
+
+    return Generator(RandomEngine(tok.vocab_size), tok, "lstm", objective, Path("random"))
+
+
+@pytest.mark.parametrize("version", [1, 2], ids=["v1", "v2"])
+def test_compositions_under_the_grammar_need_no_repair(version):
+    from seqgen.compose import compose
+
+    tok = MidiTokenizer(version=version)
+    gen = random_gen(tok)
+    for seed in range(4):
+        piece = compose(gen, bars=3, rng=np.random.default_rng(seed))
+        assert piece.info["dropped_tokens"] == 0 and piece.info["notes_cut"] == 0
+        assert piece.info["bars"] == 3
+
+
+def test_controls_and_instruments_are_obeyed():
+    from seqgen.compose import compose
+    from seqgen.music.controls import Controls, parse_instruments, parse_key
+
+    gen = random_gen(V2)
+    piece = compose(gen, bars=2, rng=np.random.default_rng(1), controls=Controls(parse_key("D minor"), (3, 4), 3, 2),
+                    tracks=parse_instruments("piano,violin,drums"))
+    assert [t.name for t in piece.tracks] == ["Piano", "Violin", "Drums"]
+    assert piece.time_sigs[0, 1:].tolist() == [3, 4] and piece.info["key"] == "D minor"
+    assert piece.info["dropped_tokens"] == 0 and piece.info["notes_cut"] == 0
+
+
+# ---- harmonize and fill --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def song(chorale, tmp_path_factory) -> Path:
+    """The first four bars of a chorale as a four-track MIDI file."""
+    p = chorale.select(chorale.time < 4 * 4 * chorale.tpq)
+    return write_piece(p, tmp_path_factory.mktemp("song") / "song.mid")
+
+
+def test_harmonize_keeps_the_melody_note_for_note(song):
+    from seqgen.voices import harmonize
+
+    full = read_any(song)[0]
+    out = harmonize(random_gen(V2), full, track=0, rng=np.random.default_rng(0))
+    assert by_track(out.only_tracks([0])) == by_track(full.only_tracks([0]))
+    assert len(out.tracks) >= 2 and out.info["dropped_tokens"] == 0 and out.info["notes_cut"] == 0
+
+
+def test_harmonized_voices_sing_one_note_at_a_time_and_never_cross_where_they_start(song):
+    from seqgen.voices import harmonize
+
+    out = harmonize(random_gen(V2), read_any(song)[0], track=0, rng=np.random.default_rng(3))
+    for k in range(1, len(out.tracks)):
+        on, off = out.time[out.track == k], (out.time + out.duration)[out.track == k]
+        order = np.argsort(on)
+        assert (on[order][1:] >= off[order][:-1]).all()  # one note at a time
+        for t, p in zip(out.time[out.track == k].tolist(), out.pitch[out.track == k].tolist()):
+            above = (out.track == k - 1) & (out.time <= t) & (t < out.time + out.duration)
+            assert not above.any() or p <= out.pitch[above].max()
+
+
+def test_fill_keeps_the_other_tracks_note_for_note(song):
+    from seqgen.voices import fill_tracks, pick_tracks
+
+    full = read_any(song)[0]
+    fill = pick_tracks(full, "Alto,2", "--fill")
+    assert fill == [1, 2]
+    out = fill_tracks(random_gen(V2), full, fill, rng=np.random.default_rng(0))
+    assert [t.name for t in out.tracks] == ["Soprano", "Alto", "Tenor", "Bass"]
+    for k in (0, 3):
+        assert by_track(out.only_tracks([k])) == by_track(full.only_tracks([k]))
+
+
+# ---- the CLI -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def v2_run(tmp_path_factory) -> Path:
+    import torch
+
+    from seqgen import checkpoint as ckpt_io
+    from seqgen.config import TrainConfig
+    from seqgen.models import build_model, make_config
+
+    root = tmp_path_factory.mktemp("v2run")
+    torch.manual_seed(0)
+    model = build_model(make_config("lstm", V2.vocab_size, "tiny", mid_id=V2.mid_id))
+    ckpt_io.save(ckpt_io.Checkpoint(model=model, tokenizer=V2, train=TrainConfig(window=32)),
+                 root / "run" / ckpt_io.BEST)
+    return root / "run"
+
+
+def cli(*args):
+    from seqgen.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_harmonize_fill_and_every_control(v2_run, song, tmp_path):
+    out = tmp_path / "h.mid"
+    res = cli("compose", v2_run, "--harmonize", song, "--melody-track", "0", "--out", out, "--seed", "1")
+    assert res.exit_code == 0, res.output
+    assert "found:" in res.output and read_any(out)[0].tracks[0].name == "Soprano"
+    res = cli("compose", v2_run, "--tracks", song, "--keep", "0,3", "--out", tmp_path / "f.mid", "--no-roll")
+    assert res.exit_code == 0, res.output
+    res = cli("compose", v2_run, "--key", "D minor", "--meter", "3/4", "--tempo", "90", "--instruments",
+              "piano,violin", "--density", "high", "--bars", "2", "--out", tmp_path / "c.mid", "--seed", "2")
+    assert res.exit_code == 0, res.output
+    assert "asked: key D minor, meter 3/4, tempo 90, instruments piano,violin, density high" in res.output
+    made = read_any(tmp_path / "c.mid")[0]
+    names = {t.name.split(" (")[0] for t in made.tracks}  # "Violin (2)": a unison within the track, on its own
+    assert names <= {"Piano", "Violin"} and names  # a silent track is not written
+    assert made.time_sigs[0, 1:].tolist() == [3, 4] and round(made.qpm_at(0)) == 90
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--harmonize", "SONG"], "say which is the melody with --melody-track N"),
+    (["--harmonize", "SONG", "--melody-track", "7"], "--melody-track 7 is not a track"),
+    (["--tracks", "SONG", "--fill", "kazoo"], "'kazoo': no such track; the file's tracks are 0: Soprano"),
+    (["--tracks", "SONG"], "--tracks needs --fill NAMES or --keep NAMES"),
+    (["--key", "H minor"], "unknown key 'H minor'"),
+    (["--meter", "5/3"], "unknown meter '5/3'; expected one of"),
+    (["--instruments", "piano,kazoo"], "unknown instrument 'kazoo'; expected one of piano"),
+    (["--density", "extreme"], "unknown density 'extreme'; expected one of low, medium, high"),
+], ids=["several-tracks", "no-such-melody-track", "unknown-track", "fill-or-keep", "key", "meter", "instrument",
+        "density"])
+def test_each_bad_input_is_one_line_and_writes_nothing(v2_run, song, tmp_path, args, says):
+    out = tmp_path / "x.mid"
+    res = cli("compose", v2_run, *[song if a == "SONG" else a for a in args], "--out", out)
+    assert res.exit_code == 1 and says in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    assert not out.exists()
+
+
+def test_a_version_one_run_is_told_to_retrain_and_still_composes(song, tmp_path):
+    import torch
+
+    from seqgen import checkpoint as ckpt_io
+    from seqgen.config import TrainConfig
+    from seqgen.models import build_model, make_config
+
+    v1 = MidiTokenizer()
+    torch.manual_seed(0)
+    model = build_model(make_config("lstm", v1.vocab_size, "tiny", mid_id=v1.mid_id))
+    ckpt_io.save(ckpt_io.Checkpoint(model=model, tokenizer=v1, train=TrainConfig(window=32)),
+                 tmp_path / "r" / ckpt_io.BEST)
+    res = cli("compose", tmp_path / "r", "--harmonize", song, "--melody-track", "0", "--out", tmp_path / "x.mid")
+    assert res.exit_code == 1 and "version 1" in res.output and "retrain" in res.output
+    res = cli("compose", tmp_path / "r", "--bars", "2", "--out", tmp_path / "y.mid", "--no-roll", "--seed", "0")
+    assert res.exit_code == 0, res.output
+    assert "repaired" not in res.output and (tmp_path / "y.mid").exists()
+
+
+def test_a_melody_longer_than_a_run_can_hold_says_the_limit(v2_run, tmp_path):
+    long = Piece.from_notes([[i * 480, 480, 60 + i % 12] for i in range(4 * 130)])
+    path = write_piece(long, tmp_path / "long.mid")
+    res = cli("compose", v2_run, "--harmonize", path, "--out", tmp_path / "x.mid")
+    assert res.exit_code == 1 and "at most 128 bars" in res.output
