@@ -99,8 +99,13 @@ def main() -> None:
     ap.add_argument("--rows", default="", help="comma-separated row names or prefixes (default: all)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every budget (e.g. 0.1 for a smoke run)")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
-    ap.add_argument("--corpus", action="append", default=[], metavar="NAME=PATH[@SECONDS]",
-                    help="one more row: any corpus seqgen reads (a file, a folder, a built-in name); 120 s unless given")
+    ap.add_argument(
+        "--corpus",
+        action="append",
+        default=[],
+        metavar="NAME=PATH[@SECONDS]",
+        help="one more row: any corpus seqgen reads (a file, a folder, a built-in name); 120 s unless given",
+    )
     ap.add_argument("extra", nargs="*", help="more `seqgen train` options, after --")
     a = ap.parse_args()
     wanted = [w for w in a.rows.split(",") if w]

@@ -35,14 +35,22 @@ def parse_bars(text: str | None) -> tuple[int, int] | int | None:
             raise ValueError
         return n
     except ValueError:
-        raise ConfigError(f"cannot read --bars {text!r}; expected a count like 16, or a range like 5-8 with --infill") from None
+        raise ConfigError(
+            f"cannot read --bars {text!r}; expected a count like 16, or a range like 5-8 with --infill"
+        ) from None
 
 
 def compose(
     run: RunArg = None,
-    bars: Annotated[Optional[str], typer.Option(help="Bars to write (default 16); with --infill, the bars to rewrite, e.g. 5-8.")] = None,
-    length: Annotated[Optional[int], typer.Option(help="Tokens to write instead of a number of bars (characters for an ABC model).")] = None,
-    tempo: Annotated[Optional[float], typer.Option(help="Tempo of the file written, in quarter notes per minute.")] = None,
+    bars: Annotated[
+        Optional[str], typer.Option(help="Bars to write (default 16); with --infill, the bars to rewrite, e.g. 5-8.")
+    ] = None,
+    length: Annotated[
+        Optional[int], typer.Option(help="Tokens to write instead of a number of bars (characters for an ABC model).")
+    ] = None,
+    tempo: Annotated[
+        Optional[float], typer.Option(help="Tempo of the file written, in quarter notes per minute.")
+    ] = None,
     temp: Temp = DEFAULTS.temperature,
     top_k: TopK = DEFAULTS.top_k,
     top_p: TopP = DEFAULTS.top_p,
@@ -52,23 +60,64 @@ def compose(
     no_repeat_ngram: NoRepeatNgram = DEFAULTS.no_repeat_ngram,
     seed: Seed = None,
     prime: Annotated[Optional[Path], typer.Option(help="Continue this MIDI/MusicXML/ABC file.")] = None,
-    infill: Annotated[Optional[Path], typer.Option(help="Rewrite --bars A-B of this file, keeping the rest (runs trained with infilling).")] = None,
-    harmonize: Annotated[Optional[Path], typer.Option(help="Harmonize the melody in this MIDI/MusicXML/ABC file: it is kept as the top voice and the model writes the others (version-2 runs).")] = None,
-    melody_track: Annotated[Optional[int], typer.Option(help="With --harmonize: the file's track (0-based) that holds the melody.")] = None,
-    tracks: Annotated[Optional[Path], typer.Option(help="A song whose tracks to keep or rewrite: with --fill or --keep (version-2 runs).")] = None,
-    fill: Annotated[Optional[str], typer.Option(help="With --tracks: the tracks to write anew, by name, number, 'drums' or family (bass, piano...), comma-separated.")] = None,
-    keep: Annotated[Optional[str], typer.Option(help="With --tracks: the tracks to keep note for note (the others are written anew), e.g. 0,2.")] = None,
+    infill: Annotated[
+        Optional[Path],
+        typer.Option(help="Rewrite --bars A-B of this file, keeping the rest (runs trained with infilling)."),
+    ] = None,
+    harmonize: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Harmonize the melody in this MIDI/MusicXML/ABC file: it is kept as the top voice and the "
+                 "model writes the others (version-2 runs)."
+        ),
+    ] = None,
+    melody_track: Annotated[
+        Optional[int], typer.Option(help="With --harmonize: the file's track (0-based) that holds the melody.")
+    ] = None,
+    tracks: Annotated[
+        Optional[Path],
+        typer.Option(help="A song whose tracks to keep or rewrite: with --fill or --keep (version-2 runs)."),
+    ] = None,
+    fill: Annotated[
+        Optional[str],
+        typer.Option(
+            help="With --tracks: the tracks to write anew, by name, number, 'drums' or family (bass, piano...), "
+                 "comma-separated."
+        ),
+    ] = None,
+    keep: Annotated[
+        Optional[str],
+        typer.Option(help="With --tracks: the tracks to keep note for note (the others are written anew), e.g. 0,2."),
+    ] = None,
     key: Annotated[Optional[str], typer.Option(help="Key to compose in, e.g. 'D minor' (version-2 runs).")] = None,
     meter: Annotated[Optional[str], typer.Option(help="Meter, e.g. 3/4 (version-2 runs).")] = None,
-    instruments: Annotated[Optional[str], typer.Option(help="Tracks to compose for, e.g. piano,violin or soprano,alto,tenor,bass-voice (version-2 runs).")] = None,
+    instruments: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Tracks to compose for, e.g. piano,violin or soprano,alto,tenor,bass-voice (version-2 runs)."
+        ),
+    ] = None,
     density: Annotated[Optional[str], typer.Option(help="Note density: low, medium or high (version-2 runs).")] = None,
-    out_path: Annotated[Path, typer.Option("--out", help="File to write: .mid, .midi, .musicxml, .xml or .mxl.")] = Path("composition.mid"),
+    out_path: Annotated[
+        Path, typer.Option("--out", help="File to write: .mid, .midi, .musicxml, .xml or .mxl.")
+    ] = Path("composition.mid"),
     roll: Annotated[bool, typer.Option("--roll/--no-roll", help="Show the piano roll of the result.")] = True,
-    png: Annotated[Optional[Path], typer.Option("--png", help="Also draw the piano roll as a picture: .png, .svg or .pdf (needs the plot extra, matplotlib).")] = None,
-    wav: Annotated[Optional[Path], typer.Option("--wav", help="Also render the result to this WAV file through a SoundFont.")] = None,
+    png: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--png",
+            help="Also draw the piano roll as a picture: .png, .svg or .pdf (needs the plot extra, matplotlib).",
+        ),
+    ] = None,
+    wav: Annotated[
+        Optional[Path], typer.Option("--wav", help="Also render the result to this WAV file through a SoundFont.")
+    ] = None,
     soundfont: SoundFont = None,
     check_copies: CheckCopies = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (files written, notes, copies) instead of the piano roll.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON object (files written, notes, copies) instead of the piano roll."),
+    ] = False,
     device: Device = GENERATE_DEVICE,
     threads: Threads = GENERATE_THREADS,
 ) -> None:
@@ -117,7 +166,9 @@ def compose(
     if melody_track is not None and harmonize is None:
         raise ConfigError("--melody-track goes with --harmonize MELODY")
     if instruments is not None and (tracks is not None or prime is not None or infill is not None):
-        raise ConfigError("--instruments is for new pieces and --harmonize; --tracks, --prime and --infill keep their file's")
+        raise ConfigError(
+            "--instruments is for new pieces and --harmonize; --tracks, --prime and --infill keep their file's"
+        )
     asked, voices = _controls(key, meter, tempo, density, instruments)
     rng = np.random.default_rng(seed)
     gen = open_generator(run, device=device, threads=threads)

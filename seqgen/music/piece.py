@@ -114,7 +114,11 @@ class Piece:
     def seconds(self, tick: int | None = None) -> float:
         """Seconds from the start to ``tick`` (default: the end), following the tempo changes."""
         tick = self.end if tick is None else tick
-        tempos = self.tempos[np.argsort(self.tempos[:, 0], kind="stable")] if len(self.tempos) else np.array([[0, DEFAULT_QPM]])
+        tempos = (
+            self.tempos[np.argsort(self.tempos[:, 0], kind="stable")]
+            if len(self.tempos)
+            else np.array([[0, DEFAULT_QPM]])
+        )
         total, last_t, qpm = 0.0, 0.0, float(tempos[0, 1])
         for t, q in tempos:
             if t >= tick:

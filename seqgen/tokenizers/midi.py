@@ -66,13 +66,25 @@ class MidiTokenizer:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.resolution in (4, 8, 12, 16, 24, 32, 48), f"resolution must be one of 4, 8, 12, 16, 24, 32, 48 steps per quarter, got {self.resolution}"),
+            (
+                self.resolution in (4, 8, 12, 16, 24, 32, 48),
+                f"resolution must be one of 4, 8, 12, 16, 24, 32, 48 steps per quarter, got {self.resolution}",
+            ),
             (1 <= self.max_bar_quarters <= 16, f"max_bar_quarters must be in 1..16, got {self.max_bar_quarters}"),
             (2 <= self.velocity_bins <= 128, f"velocity_bins must be in 2..128, got {self.velocity_bins}"),
             (2 <= self.tempo_bins <= 256, f"tempo_bins must be in 2..256, got {self.tempo_bins}"),
-            (0 < self.tempo_min < self.tempo_max, f"need 0 < tempo_min < tempo_max, got {self.tempo_min}, {self.tempo_max}"),
-            (1 <= self.max_duration_quarters <= 64, f"max_duration_quarters must be in 1..64, got {self.max_duration_quarters}"),
-            (self.version in VERSIONS, f"MIDI tokenizer version {self.version} is unknown to this seqgen (it reads 1 and 2)"),
+            (
+                0 < self.tempo_min < self.tempo_max,
+                f"need 0 < tempo_min < tempo_max, got {self.tempo_min}, {self.tempo_max}",
+            ),
+            (
+                1 <= self.max_duration_quarters <= 64,
+                f"max_duration_quarters must be in 1..64, got {self.max_duration_quarters}",
+            ),
+            (
+                self.version in VERSIONS,
+                f"MIDI tokenizer version {self.version} is unknown to this seqgen (it reads 1 and 2)",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -215,7 +227,9 @@ class MidiTokenizer:
         tt, tb = self.tempo_events(piece, f)
         ped = np.rint(piece.pedals * f).astype(np.int64).reshape(-1, 2)
         ped_on, ped_off = ped[:, 0], ped[:, 0] + np.maximum(ped[:, 1], 1)
-        end = max([1] + [int(x.max()) + 1 for x in (t, tt, ped_off) if len(x)] + ([int((t + dur).max())] if len(t) else []))
+        end = max(
+            [1] + [int(x.max()) + 1 for x in (t, tt, ped_off) if len(x)] + ([int((t + dur).max())] if len(t) else [])
+        )
         starts, sigs = self.bar_grid(piece, end)
 
         # the event table: time, priority, program, pitch, then 7 token slots
@@ -237,7 +251,13 @@ class MidiTokenizer:
         slots[rows - n_n :, 6] = o["Duration"] + dur_idx
         note_vel = np.concatenate((np.full(rows - n_n, -1), vel))
         order = np.lexsort((sort_pitch, sort_prog, prio, time))
-        time, prio, sort_prog, note_vel, slots = time[order], prio[order], sort_prog[order], note_vel[order], slots[order]
+        time, prio, sort_prog, note_vel, slots = (
+            time[order],
+            prio[order],
+            sort_prog[order],
+            note_vel[order],
+            slots[order],
+        )
         bar = np.searchsorted(starts, time, side="right") - 1
         is_bar = prio == 0
         new_time = np.r_[True, (time[1:] != time[:-1]) | is_bar[:-1]]
