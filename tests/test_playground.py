@@ -9,7 +9,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from serve_util import start_server
 from test_no_torch import music_bundle, text_bundle  # noqa: F401 - fixtures
 
@@ -52,14 +51,14 @@ def test_a_prompt_streams_into_the_page_in_headless_chromium(server, tmp_path):
     url = server.url + "/?prompt=All&run=1"
     flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000"]
-    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=False)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    out = re.search(r'<pre id="out">(.*?)</pre>', dom.stdout, re.S)
-    status = re.search(r'<span id="status"[^>]*>(.*?)</span>', dom.stdout, re.S)
+    out = re.search(r'<pre id="out">(.*?)</pre>', dom.stdout, re.DOTALL)
+    status = re.search(r'<span id="status"[^>]*>(.*?)</span>', dom.stdout, re.DOTALL)
     assert out and status, dom.stdout[-2000:]
     assert out.group(1).startswith("All") and len(out.group(1)) > len("All") + 20, out.group(1)
     assert status.group(1).startswith("done"), status.group(1)
     shot = tmp_path / "playground.png"
-    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1000,800", url], capture_output=True,
+    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1000,800", url], capture_output=True, check=False,
                    timeout=120)
     assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
