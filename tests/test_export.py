@@ -85,21 +85,19 @@ def test_export_matches_torch(exported, model_type):
     assert report.val_loss_torch is not None and report.val_tokens == 512
     assert abs(report.val_loss_change) < 1e-4
     meta = json.loads((bundle / "seqgen.json").read_text())
-    buffered = model_type == "transformer"  # GroupQueryAttention over a fixed-capacity KV cache: format 2
-    assert meta["model_type"] == model_type and meta["objective"] == "mixed" and meta["format"] == 1 + buffered
+    assert meta["model_type"] == model_type and meta["objective"] == "mixed" and meta["format"] == 1
     assert meta["quantize"] is None and meta["tokenizer"]["type"] == "char"
     graph = onnx.load(str(bundle / "model.onnx")).graph
     names = [i.name for i in graph.input]
-    extra = ["seqlens_k", "total_sequence_length"] if buffered else []
-    assert names == meta["inputs"] == ["ids"] + [s["input"] for s in meta["state"]] + extra
+    assert names == meta["inputs"] == ["ids"] + [s["input"] for s in meta["state"]]
     assert [o.name for o in graph.output] == meta["outputs"]
     dims = [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", "seq"]  # dynamic batch and sequence
     for s in meta["state"]:
-        assert "batch" in s["shape"]
+        assert "batch" in s["shape"] or s["name"] == "pos"
     if model_type == "transformer":
-        assert all(s["buffer"]["capacity"] == s["shape"][2] >= WINDOW for s in meta["state"])
-        assert "GroupQueryAttention" in {n.op_type for n in graph.node}
+        assert any(s["name"] == "pos" and s["dtype"] == "int64" and s["shape"] == [] for s in meta["state"])
+        assert {"Attention", "RotaryEmbedding"} <= {n.op_type for n in graph.node}  # fused
     else:
         assert [s["name"] for s in meta["state"]] == list(_model(run).state_names)
     assert not list(bundle.parent.glob(".*tmp*")), "the temp folder was left behind"
@@ -303,15 +301,22 @@ def test_music_bundle_imports_no_torch_nor_music21(tmp_path):
     assert heavy_modules_after(code) == "[]"
 
 
-def test_kv_buffer_stays_bounded_and_matches_torch_over_many_trims(exported):
+@pytest.mark.slow
+def test_kv_buffer_stays_bounded_and_matches_torch_over_many_trims(tmp_path, corpus):
     """The GroupQueryAttention graph writes a fixed-capacity cache in place; each time it fills,
     the engine keeps the last window - 1 positions, their keys rotated back, and the logits
     still match torch's sliding window step after step."""
     import torch
 
     from seqgen.engines.onnx_engine import KvBufferEngine, open_bundle
+    from seqgen.export import export_run
 
-    run, bundle, _ = exported("transformer")
+    run, bundle = make_run(tmp_path, "transformer", corpus), tmp_path / "gqa"
+    report = export_run(run, bundle, exporter="gqa", loss_tokens=0)
+    assert report.exporter == "gqa" and report.max_abs_diff < 1e-4
+    meta = json.loads((bundle / "seqgen.json").read_text())
+    assert meta["format"] == 2 and meta["inputs"][-2:] == ["seqlens_k", "total_sequence_length"]
+    assert all(s["buffer"]["capacity"] == s["shape"][2] >= WINDOW for s in meta["state"])
     engine = open_bundle(bundle).engine
     assert isinstance(engine, KvBufferEngine) and engine.keep == WINDOW - 1
     model = _model(run).eval()
@@ -329,15 +334,12 @@ def test_kv_buffer_stays_bounded_and_matches_torch_over_many_trims(exported):
     assert lengths.count(engine.keep + 1) >= 3  # it trimmed several times
 
 
-@pytest.mark.slow
-def test_the_fused_graph_still_exports_and_slides(tmp_path, corpus):
-    """The first fallback (opset-23 Attention, a cache that grows and that the engine cuts)."""
+def test_sliding_kv_cache_stays_bounded(exported):
+    """The fused transformer graph appends to its cache; the engine cuts it to the window."""
     from seqgen.engines.onnx_engine import open_bundle
-    from seqgen.export import export_run
 
-    report = export_run(make_run(tmp_path, "transformer", corpus), tmp_path / "b", exporter="fused", loss_tokens=0)
-    assert report.exporter == "fused" and report.max_abs_diff < 1e-4
-    engine = open_bundle(tmp_path / "b").engine
+    _, bundle, _ = exported("transformer")
+    engine = open_bundle(bundle).engine
     trim = engine.layout[0]["trim"]
     assert trim["keep"] == WINDOW - 1
     state = engine.start(2)

@@ -294,14 +294,15 @@ def test_compose_returns_a_midi_file(music_bundle):  # noqa: F811
         s.stop()
 
 
-def test_a_transformer_bundle_serves_concurrent_rows_one_by_one(tmp_path):
+@pytest.mark.parametrize("exporter", ["fused", "gqa"])
+def test_a_transformer_bundle_serves_concurrent_rows_one_by_one(tmp_path, exporter):
     from conftest import TEXT
 
     from seqgen.export import export_run
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT, encoding="utf-8")
-    export_run(make_run(tmp_path, "transformer", corpus), tmp_path / "tb", loss_tokens=0)
+    export_run(make_run(tmp_path, "transformer", corpus), tmp_path / "tb", loss_tokens=0, exporter=exporter)
     s = start_server(tmp_path / "tb")
     try:
         alone = [post(s, {"prompt": "All", "max_tokens": 40, "seed": i}).json()["choices"][0]["text"] for i in range(3)]

@@ -18,7 +18,7 @@ def export(
     last: Annotated[bool, typer.Option("--last", help="Export the last checkpoint instead of the best.")] = False,
     tolerance: Annotated[float, typer.Option(help="Largest allowed |logit difference| between torch and the fp32 graph.")] = 1e-3,
     loss_tokens: Annotated[int, typer.Option(help="Validation tokens on which torch and ONNX losses are compared (0: skip).")] = 4096,
-    exporter: Annotated[str, typer.Option(help="auto, fused (transformer), torchscript (recurrent models) or dynamo.")] = "auto",
+    exporter: Annotated[str, typer.Option(help="auto, gqa or fused (transformer), torchscript (recurrent models) or dynamo.")] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle at --out.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the export report as JSON.")] = False,
 ) -> None:
@@ -35,8 +35,8 @@ def export(
     from seqgen.errors import ConfigError
     from seqgen.export import QUANTIZE, export_run
 
-    if exporter not in ("auto", "fused", "torchscript", "dynamo"):
-        raise ConfigError(f"--exporter must be auto, fused, torchscript or dynamo, got {exporter!r}")
+    if exporter not in ("auto", "gqa", "fused", "torchscript", "dynamo"):
+        raise ConfigError(f"--exporter must be auto, gqa, fused, torchscript or dynamo, got {exporter!r}")
     if quantize is not None and quantize not in QUANTIZE:
         raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
     if not tolerance > 0:

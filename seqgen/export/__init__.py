@@ -11,9 +11,10 @@ Exporters (torch 2.13):
 - ``torchscript`` (``dynamo=False``, opset 17) for models holding an ``nn.RNN``/``GRU``/``LSTM``
   (rnn, gru, lstm, lstm-attn): the dynamo exporter "succeeds" for them but freezes the sequence
   length. The state is the model's own (``state_names``, ``init_state``).
-- ``gqa`` for the transformer (``seqgen.export.gqa_graph``): onnxruntime's
-  ``GroupQueryAttention`` with a fixed-capacity KV cache written in place (bundle format 2).
-- ``fused``, the transformer's first fallback: a hand-built opset-23 graph from the model's weights with
+- ``gqa`` for the transformer, on request (``seqgen.export.gqa_graph``): onnxruntime's
+  ``GroupQueryAttention`` with a fixed-capacity KV cache written in place (bundle format 2);
+  measured no faster than ``fused`` at batch 1 (bench/engine_compare.py), so not the default.
+- ``fused``, the transformer's default: a hand-built opset-23 graph from the model's weights with
   ``Attention`` (KV cache in, present out, explicit sliding-window mask), ``RotaryEmbedding``
   and onnxruntime's ``SkipLayerNormalization``/``BiasGelu``; one KV tensor per layer.
 - ``dynamo`` (``dynamic_shapes``, opset 23): the generic path, and the transformer's fallback
@@ -170,7 +171,7 @@ def export_graph(model: SeqModel, path: Path, exporter: str = "auto",
     model = model.eval().cpu()
     layout = state_layout(model)
     if exporter == "auto":
-        exporter = "torchscript" if uses_recurrent_layers(model) else "gqa" if _is_transformer(model) else "dynamo"
+        exporter = "torchscript" if uses_recurrent_layers(model) else "fused" if _is_transformer(model) else "dynamo"
     ids, state = _example(model)
     inputs = ["ids"] + [s["input"] for s in layout]
     outputs = ["logits"] + [s["output"] for s in layout]
@@ -353,14 +354,14 @@ def export_checkpoint(ckpt, out: Path, quantize: str | None = None, tolerance: f
 
 def _export_checked(model, path: Path, exporter: str, opset: int | None, tolerance: float,
                     log) -> tuple[str, int, list[dict], float, object]:
-    """Export and check parity; the transformer's graphs fall back in turn (gqa, then fused, then
-    the dynamo exporter) when one fails to build or to match the model."""
+    """Export and check parity; the fused transformer graph falls back to the dynamo exporter
+    when it fails to build, to run or to match the model."""
     try:
-        used, opset, layout = export_graph(model, path, exporter.removesuffix("-auto"), opset)
+        used, opset, layout = export_graph(model, path, exporter, opset)
     except Exception as e:  # the exporters raise many kinds; one line is enough for the user
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        if exporter in ("auto", "gqa-auto", "fused-auto") and _is_transformer(model):
-            nxt = "fused-auto" if exporter != "fused-auto" else "dynamo"
+        if exporter == "auto" and _is_transformer(model):
+            nxt = "dynamo"
             log(f"the {_name(exporter)} transformer graph failed ({first[:160]}); falling back to {_name(nxt)}")
             return _export_checked(model, path, nxt, None, tolerance, log)
         if isinstance(e, SeqgenError):
@@ -370,15 +371,15 @@ def _export_checked(model, path: Path, exporter: str, opset: int | None, toleran
         engine = open_engine(path, layout)
         diff = max_logit_difference(model, engine)
     except (RuntimeError, SeqgenError) as e:  # onnxruntime's errors while running the check
-        if used in ("gqa", "fused") and exporter in ("auto", "fused-auto"):
-            nxt = "fused-auto" if used == "gqa" else "dynamo"
+        if used == "fused" and exporter == "auto":
+            nxt = "dynamo"
             log(f"the {used} graph fails to run ({str(e).strip()[:160]}); falling back to {_name(nxt)}")
             return _export_checked(model, path, nxt, None, tolerance, log)
         raise ExportError(f"the exported graph fails to run: {str(e).strip()[:200]}") from None
     log(f"fp32 graph ({used} exporter): largest |logit difference| vs torch {diff:.2e} (tolerance {tolerance:.0e})")
     if not diff <= tolerance:
-        if used in ("gqa", "fused") and exporter in ("auto", "fused-auto"):
-            nxt = "fused-auto" if used == "gqa" else "dynamo"
+        if used == "fused" and exporter == "auto":
+            nxt = "dynamo"
             log(f"the {used} graph does not match the model; falling back to {_name(nxt)}")
             return _export_checked(model, path, nxt, None, tolerance, log)
         raise ExportError(f"the exported graph differs from torch by {diff:.3g} (tolerance {tolerance:g}); "
@@ -387,7 +388,7 @@ def _export_checked(model, path: Path, exporter: str, opset: int | None, toleran
 
 
 def _name(exporter: str) -> str:
-    return {"auto": "gqa", "gqa-auto": "gqa", "fused-auto": "fused", "dynamo": "the dynamo exporter"}.get(exporter, exporter)
+    return {"auto": "fused", "dynamo": "the dynamo exporter"}.get(exporter, exporter)
 
 
 def _compare_losses(ckpt, engine, loss_tokens: int, report: ExportReport, log, progress) -> None:

@@ -303,13 +303,17 @@ class Service:
 
 class _Mailbox:
     """Events from the worker thread to the event loop's queues: one wake-up of the loop carries
-    everything posted since the last one (a step of 64 rows is one wake-up, not 64)."""
+    everything posted since the last one (a step of 64 rows is one wake-up, not 64), and
+    wake-ups come at most every ``interval`` seconds (a lone fast stream then sends a few tokens
+    per write instead of paying the loop's cost for each; the first token goes at once)."""
 
-    def __init__(self):
+    def __init__(self, interval: float = 1e-3):
         self.loop = None  # the server's loop, set by the first request
         self.items: list = []
         self.lock = threading.Lock()
         self.scheduled = False
+        self.interval = interval
+        self.last = 0.0
 
     def post(self, queue: asyncio.Queue, item) -> None:
         with self.lock:
@@ -317,9 +321,17 @@ class _Mailbox:
             if self.scheduled:
                 return
             self.scheduled = True
-        self.loop.call_soon_threadsafe(self._flush)
+        self.loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        wait = self.last + self.interval - self.loop.time()
+        if wait > 0:
+            self.loop.call_later(wait, self._flush)
+        else:
+            self._flush()
 
     def _flush(self) -> None:
+        self.last = self.loop.time()
         with self.lock:
             items, self.items, self.scheduled = self.items, [], False
         for queue, item in items:
