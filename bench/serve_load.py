@@ -137,9 +137,12 @@ def pct(values: list[float], q: float) -> float:
 
 def row(label: str, n: int, st: dict) -> str:
     errors = sum(1 for s in st["status"] if s >= 500) + st["short"]
-    return (f"{label:7} {n:3} {st['tokens'] / st['seconds']:10,.0f} {pct(st['ttft'], .5):8.1f} {pct(st['ttft'], .99):8.1f}"
-            f" {pct(st['gap'], .5):7.2f} {pct(st['gap'], .99):7.2f} {len(st['status']):6} {errors:4}"
-            + (f"  bad {st['bad_sent']}, of which 4xx {st['bad_4xx']}" if st["bad_sent"] else ""))
+    return (
+        f"{label:7} {n:3} {st['tokens'] / st['seconds']:10,.0f} "
+        f"{pct(st['ttft'], 0.5):8.1f} {pct(st['ttft'], 0.99):8.1f}"
+        f" {pct(st['gap'], 0.5):7.2f} {pct(st['gap'], 0.99):7.2f} {len(st['status']):6} {errors:4}"
+        + (f"  bad {st['bad_sent']}, of which 4xx {st['bad_4xx']}" if st["bad_sent"] else "")
+    )
 
 
 def main() -> None:

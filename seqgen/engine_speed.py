@@ -87,8 +87,15 @@ def first_token_seconds(bundle: Path) -> float:
     return time.perf_counter() - start
 
 
-def bench(path: Path, tokens: int = 500, batches: tuple[int, ...] = (1, 8), engines: tuple[str, ...] = ENGINES,
-          naive_tokens: int | None = None, threads: int = 1, log: Callable[[str], None] = lambda _: None) -> list[BenchRow]:
+def bench(
+    path: Path,
+    tokens: int = 500,
+    batches: tuple[int, ...] = (1, 8),
+    engines: tuple[str, ...] = ENGINES,
+    naive_tokens: int | None = None,
+    threads: int = 1,
+    log: Callable[[str], None] = lambda _: None,
+) -> list[BenchRow]:
     """Time every engine in ``engines`` on a run folder, checkpoint or bundle; one row per (engine, batch)."""
     unknown = [e for e in engines if e not in ENGINES]
     if unknown:

@@ -12,12 +12,23 @@ from seqgen.cli._util import log_line, out
 
 
 def bench(
-    run: Annotated[Optional[Path], typer.Argument(help="Run folder, checkpoint or ONNX bundle (default: the most recent run).")] = None,
-    tokens: Annotated[int, typer.Option(help="Tokens to generate per row and engine (the naive engine: a tenth).")] = 500,
-    batch: Annotated[Optional[list[int]], typer.Option(help="Batch size; repeat for several (default: 1 and 8).")] = None,
-    engine: Annotated[Optional[list[str]], typer.Option(help="torch-naive, torch, onnx, onnx-int8; repeat for several (default: all).")] = None,
+    run: Annotated[
+        Optional[Path], typer.Argument(help="Run folder, checkpoint or ONNX bundle (default: the most recent run).")
+    ] = None,
+    tokens: Annotated[
+        int, typer.Option(help="Tokens to generate per row and engine (the naive engine: a tenth).")
+    ] = 500,
+    batch: Annotated[
+        Optional[list[int]], typer.Option(help="Batch size; repeat for several (default: 1 and 8).")
+    ] = None,
+    engine: Annotated[
+        Optional[list[str]],
+        typer.Option(help="torch-naive, torch, onnx, onnx-int8; repeat for several (default: all)."),
+    ] = None,
     threads: Annotated[int, typer.Option(help="Threads for torch and onnxruntime alike.")] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of rows (engine, batch, tokens_per_s, ...).")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list of rows (engine, batch, tokens_per_s, ...).")
+    ] = False,
 ) -> None:
     """Time generation at batch 1 and 8 for each engine, in one run, and print tokens/s and ratios.
 

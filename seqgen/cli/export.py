@@ -12,13 +12,23 @@ from seqgen.cli._util import corpus_feedback, err, log_line, out
 
 
 def export(
-    run: Annotated[Optional[Path], typer.Argument(help="Run folder or checkpoint (default: the most recent run).")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Bundle folder to write (default: exports/<run name>).")] = None,
+    run: Annotated[
+        Optional[Path], typer.Argument(help="Run folder or checkpoint (default: the most recent run).")
+    ] = None,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", help="Bundle folder to write (default: exports/<run name>).")
+    ] = None,
     quantize: Annotated[Optional[str], typer.Option(help="Quantize the weights: int8 (dynamic quantization).")] = None,
     last: Annotated[bool, typer.Option("--last", help="Export the last checkpoint instead of the best.")] = False,
-    tolerance: Annotated[float, typer.Option(help="Largest allowed |logit difference| between torch and the fp32 graph.")] = 1e-3,
-    loss_tokens: Annotated[int, typer.Option(help="Validation tokens on which torch and ONNX losses are compared (0: skip).")] = 4096,
-    exporter: Annotated[str, typer.Option(help="auto, gqa or fused (transformer), torchscript (recurrent models) or dynamo.")] = "auto",
+    tolerance: Annotated[
+        float, typer.Option(help="Largest allowed |logit difference| between torch and the fp32 graph.")
+    ] = 1e-3,
+    loss_tokens: Annotated[
+        int, typer.Option(help="Validation tokens on which torch and ONNX losses are compared (0: skip).")
+    ] = 4096,
+    exporter: Annotated[
+        str, typer.Option(help="auto, gqa or fused (transformer), torchscript (recurrent models) or dynamo.")
+    ] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle at --out.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the export report as JSON.")] = False,
 ) -> None:

@@ -59,9 +59,13 @@ class OnnxEngine:
         self.outputs = ["logits"] + [s["output"] for s in layout]
         graph_inputs = {i.name for i in self.session.get_inputs()}
         graph_outputs = {o.name for o in self.session.get_outputs()}
-        missing = [n for n in self.inputs if n not in graph_inputs] + [n for n in self.outputs if n not in graph_outputs]
+        missing = [n for n in self.inputs if n not in graph_inputs] + [
+            n for n in self.outputs if n not in graph_outputs
+        ]
         if missing:
-            raise CheckpointError(f"{model_path} does not match its {BUNDLE_FILE}: no {', '.join(missing)} in the graph")
+            raise CheckpointError(
+                f"{model_path} does not match its {BUNDLE_FILE}: no {', '.join(missing)} in the graph"
+            )
         self._state_inputs = self.inputs[1:]
         # States the graph lets grow past what the model can see (a sliding KV cache): cut to
         # their last ``keep`` entries once ``slack`` more piled up, one copy every ``slack`` steps.

@@ -235,7 +235,9 @@ def max_logit_difference(model: SeqModel, engine, cases=None) -> float:
             logits_t, state_t = model(torch.from_numpy(x), state_t)
             logits_o, state_o = engine.forward(x, state_o)
             if logits_o.shape != tuple(logits_t.shape):
-                raise ExportError(f"the graph returned logits of shape {logits_o.shape}, expected {tuple(logits_t.shape)}")
+                raise ExportError(
+                    f"the graph returned logits of shape {logits_o.shape}, expected {tuple(logits_t.shape)}"
+                )
             diff = np.abs(logits_o.astype(np.float64) - logits_t.numpy().astype(np.float64))
             worst = max(worst, float(np.nan_to_num(diff, nan=np.inf).max()))
     return worst

@@ -112,8 +112,11 @@ def gqa_transformer_graph(model: SeqModel, path: Path) -> tuple[int, list[dict],
         + [helper.make_tensor_value_info(s["output"], f32, kv_shape) for s in layout],
         inits,
     )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
-                              producer_name="seqgen")
+    proto = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+        producer_name="seqgen",
+    )
     proto.ir_version = 9
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))

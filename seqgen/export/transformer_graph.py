@@ -135,8 +135,11 @@ def fused_transformer_graph(model: SeqModel, path: Path) -> tuple[int, list[dict
                                          ["present" if d == "past" else d for d in s["shape"]]) for s in layout],
         inits,
     )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23), helper.make_opsetid("com.microsoft", 1)],
-                              producer_name="seqgen")
+    proto = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 23), helper.make_opsetid("com.microsoft", 1)],
+        producer_name="seqgen",
+    )
     proto.ir_version = 10
     onnx.checker.check_model(proto)  # (contrib operators are not checked, onnxruntime checks them)
     onnx.save(proto, str(path))

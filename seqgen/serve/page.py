@@ -13,8 +13,12 @@ import json
 
 
 def page(name: str, music: bool, infill: bool) -> str:
-    return (_PAGE.replace("{{name}}", html.escape(name)).replace("{{music}}", json.dumps(music))
-            .replace("{{text_hidden}}", "hidden" if music else "").replace("{{music_hidden}}", "" if music else "hidden"))
+    return (
+        _PAGE.replace("{{name}}", html.escape(name))
+        .replace("{{music}}", json.dumps(music))
+        .replace("{{text_hidden}}", "hidden" if music else "")
+        .replace("{{music_hidden}}", "" if music else "hidden")
+    )
 
 
 _PAGE = """<!doctype html>
