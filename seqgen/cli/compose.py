@@ -125,26 +125,11 @@ def compose(
     import numpy as np
 
     from seqgen.engines.load import open_generator
-    from seqgen.errors import ConfigError
     from seqgen.compose import compose as make, infill_bars, load_piece
-    from seqgen.music.files import write_piece
 
     options = sampling_options(temp, top_k, top_p, min_p, repetition_penalty, repeat_window, no_repeat_ngram)
-    span = parse_bars(bars)
-    if length is not None and length < 1:
-        raise ConfigError(f"--length must be at least 1, got {length}")
-    if tempo is not None and not 10 <= tempo <= 400:
-        raise ConfigError(f"--tempo must be between 10 and 400 quarter notes per minute, got {tempo}")
-    if prime is not None and infill is not None:
-        raise ConfigError("give --prime or --infill, not both")
-    if infill is not None and not isinstance(span, tuple):
-        raise ConfigError("--infill needs the bars to rewrite, e.g. --bars 5-8")
-    if infill is None and isinstance(span, tuple):
-        raise ConfigError(f"--bars {bars} is a range; a range goes with --infill FILE (else give a count)")
-    if length is not None and span is not None:
-        raise ConfigError("give --bars or --length, not both")
-    if out_path.suffix.lower() not in (".mid", ".midi", ".musicxml", ".xml", ".mxl"):
-        raise ConfigError(f"--out {out_path.name}: expected a .mid, .midi, .musicxml, .xml or .mxl file name")
+    span = _check(bars, length, tempo, prime, infill, harmonize, tracks, fill, keep, melody_track, instruments,
+                  out_path)
     if wav is not None:
         from seqgen.music.audio import check_audio_path, find_soundfont
 
@@ -155,20 +140,6 @@ def compose(
 
         image_format(png)
         require_matplotlib()
-    sources = [name for name, v in (("--prime", prime), ("--infill", infill), ("--harmonize", harmonize),
-                                     ("--tracks", tracks)) if v is not None]
-    if len(sources) > 1:
-        raise ConfigError(f"give one of --prime, --infill, --harmonize and --tracks, not {' and '.join(sources)}")
-    if tracks is not None and (fill is None) == (keep is None):
-        raise ConfigError("--tracks needs --fill NAMES or --keep NAMES (one of them)")
-    if tracks is None and (fill is not None or keep is not None):
-        raise ConfigError("--fill and --keep go with --tracks SONG")
-    if melody_track is not None and harmonize is None:
-        raise ConfigError("--melody-track goes with --harmonize MELODY")
-    if instruments is not None and (tracks is not None or prime is not None or infill is not None):
-        raise ConfigError(
-            "--instruments is for new pieces and --harmonize; --tracks, --prime and --infill keep their file's"
-        )
     asked, voices = _controls(key, meter, tempo, density, instruments)
     rng = np.random.default_rng(seed)
     gen = open_generator(run, device=device, threads=threads)
@@ -195,12 +166,19 @@ def compose(
         n_bars = span if span is not None else (None if length is not None else 16)
         piece = make(gen, bars=n_bars, length=length, temperature=temp, top_k=top_k, top_p=top_p, rng=rng,
                      prime=primer, tempo=tempo, options=options, controls=asked, tracks=voices)
+    _finish(gen, piece, out_path, wav, soundfont, png, as_json, roll, check_copies,
+            _asked_line(key, meter, tempo, instruments, density, piece))
+
+def _finish(gen, piece, out_path: Path, wav, soundfont, png, as_json: bool, roll: bool, check_copies, asked_line):
+    """Write the piece (and its WAV and picture), check it for copies, and show or print what was made."""
     repairs = piece.info.get("dropped_tokens", 0) + piece.info.get("notes_cut", 0)
     if repairs:
         err.print(f"[dim]repaired the model's output: {piece.info.get('dropped_tokens', 0)} stray token(s) dropped, "
                   f"{piece.info.get('notes_cut', 0)} note(s) cut short[/]")
     if not len(piece):
         err.print("[yellow]the model wrote no notes; the file is silent (train longer or raise --temp)[/]")
+    from seqgen.music.files import write_piece
+
     path = write_piece(piece, out_path)
     copies = check_copies_of(gen, check_copies, [piece.info.get("abc", "") if gen.tokenizer.kind == "text" else piece])
     written = {"midi" if path.suffix.lower() in (".mid", ".midi") else "musicxml": str(path)}
@@ -228,11 +206,46 @@ def compose(
         width = max(40, min(120, out.width - 8))
         out.print(piano_roll(piece, width=width))
         out.print(summary(piece))
-        asked_line = _asked_line(key, meter, tempo, instruments, density, piece)
         if asked_line:
             out.print(asked_line)
     for name in written.values():
         out.print(f"wrote {name}")
+
+def _check(bars, length, tempo, prime, infill, harmonize, tracks, fill, keep, melody_track, instruments,
+           out_path: Path):
+    """The options that go together, checked before anything is loaded or written; the bars asked."""
+    from seqgen.errors import ConfigError
+
+    span = parse_bars(bars)
+    if length is not None and length < 1:
+        raise ConfigError(f"--length must be at least 1, got {length}")
+    if tempo is not None and not 10 <= tempo <= 400:
+        raise ConfigError(f"--tempo must be between 10 and 400 quarter notes per minute, got {tempo}")
+    if prime is not None and infill is not None:
+        raise ConfigError("give --prime or --infill, not both")
+    if infill is not None and not isinstance(span, tuple):
+        raise ConfigError("--infill needs the bars to rewrite, e.g. --bars 5-8")
+    if infill is None and isinstance(span, tuple):
+        raise ConfigError(f"--bars {bars} is a range; a range goes with --infill FILE (else give a count)")
+    if length is not None and span is not None:
+        raise ConfigError("give --bars or --length, not both")
+    if out_path.suffix.lower() not in (".mid", ".midi", ".musicxml", ".xml", ".mxl"):
+        raise ConfigError(f"--out {out_path.name}: expected a .mid, .midi, .musicxml, .xml or .mxl file name")
+    sources = [name for name, v in (("--prime", prime), ("--infill", infill), ("--harmonize", harmonize),
+                                     ("--tracks", tracks)) if v is not None]
+    if len(sources) > 1:
+        raise ConfigError(f"give one of --prime, --infill, --harmonize and --tracks, not {' and '.join(sources)}")
+    if tracks is not None and (fill is None) == (keep is None):
+        raise ConfigError("--tracks needs --fill NAMES or --keep NAMES (one of them)")
+    if tracks is None and (fill is not None or keep is not None):
+        raise ConfigError("--fill and --keep go with --tracks SONG")
+    if melody_track is not None and harmonize is None:
+        raise ConfigError("--melody-track goes with --harmonize MELODY")
+    if instruments is not None and (tracks is not None or prime is not None or infill is not None):
+        raise ConfigError(
+            "--instruments is for new pieces and --harmonize; --tracks, --prime and --infill keep their file's"
+        )
+    return span
 
 
 def _controls(key, meter, tempo, density, instruments):
