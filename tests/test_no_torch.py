@@ -52,8 +52,8 @@ def text_bundle(tmp_path_factory) -> Path:
     return root / "bundle"
 
 
-@pytest.fixture(scope="module")
-def music_bundle(tmp_path_factory) -> Path:
+def midi_bundle(root: Path, version: int) -> Path:
+    """A bundle of an untrained tiny LSTM music run with the MIDI tokenizer of ``version``."""
     import torch
 
     from seqgen import checkpoint as ckpt_io
@@ -62,14 +62,18 @@ def music_bundle(tmp_path_factory) -> Path:
     from seqgen.models import build_model, make_config
     from seqgen.tokenizers.midi import MidiTokenizer
 
-    root = tmp_path_factory.mktemp("music")
-    tok = MidiTokenizer()
+    tok = MidiTokenizer(version=version)
     torch.manual_seed(0)
     model = build_model(make_config("lstm", tok.vocab_size, "tiny", mid_id=tok.mid_id))
     ckpt_io.save(ckpt_io.Checkpoint(model=model, tokenizer=tok, train=TrainConfig(window=WINDOW)),
                  root / "run" / ckpt_io.BEST)
     export_run(root / "run", root / "bundle", loss_tokens=0)
     return root / "bundle"
+
+
+@pytest.fixture(scope="module")
+def music_bundle(tmp_path_factory) -> Path:
+    return midi_bundle(tmp_path_factory.mktemp("music"), version=1)
 
 
 def test_the_guard_refuses_torch(tmp_path):
@@ -196,22 +200,7 @@ def test_serve_a_bundle_without_torch(text_bundle):
 @pytest.fixture(scope="module")
 def tracks_bundle(tmp_path_factory) -> Path:
     """A bundle of a version-2 music run (tracks and controls), random weights."""
-    import torch
-
-    from seqgen import checkpoint as ckpt_io
-    from seqgen.config import TrainConfig
-    from seqgen.export import export_run
-    from seqgen.models import build_model, make_config
-    from seqgen.tokenizers.midi import MidiTokenizer
-
-    root = tmp_path_factory.mktemp("tracks")
-    tok = MidiTokenizer(version=2)
-    torch.manual_seed(0)
-    model = build_model(make_config("lstm", tok.vocab_size, "tiny", mid_id=tok.mid_id))
-    ckpt_io.save(ckpt_io.Checkpoint(model=model, tokenizer=tok, train=TrainConfig(window=WINDOW)),
-                 root / "run" / ckpt_io.BEST)
-    export_run(root / "run", root / "bundle", loss_tokens=0)
-    return root / "bundle"
+    return midi_bundle(tmp_path_factory.mktemp("tracks"), version=2)
 
 
 def test_harmonize_fill_and_controls_from_a_version_two_bundle_without_torch(tracks_bundle, tmp_path):

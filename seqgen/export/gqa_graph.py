@@ -24,6 +24,7 @@ import numpy as np
 from torch import nn
 
 from seqgen.errors import ExportError
+from seqgen.export.transformer_graph import save_graph
 from seqgen.models import SeqModel
 
 KV_BUFFER = "kv-buffer"  # the bundle's "engine" value for this state layout
@@ -31,7 +32,6 @@ KV_BUFFER = "kv-buffer"  # the bundle's "engine" value for this state layout
 
 def gqa_transformer_graph(model: SeqModel, path: Path) -> tuple[int, list[dict], dict]:
     """Write the graph; returns (opset, state layout, the engine's description of the buffer)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from seqgen.models.transformer import TransformerLM
@@ -112,12 +112,5 @@ def gqa_transformer_graph(model: SeqModel, path: Path) -> tuple[int, list[dict],
         + [helper.make_tensor_value_info(s["output"], f32, kv_shape) for s in layout],
         inits,
     )
-    proto = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
-        producer_name="seqgen",
-    )
-    proto.ir_version = 9
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    save_graph(graph, path, opset=17, ir_version=9)
     return 17, layout, buffer

@@ -26,7 +26,6 @@ def fused_transformer_graph(model: SeqModel, path: Path) -> tuple[int, list[dict
     About 40% of the generic export's operators, and a small step is dominated by per-operator
     overhead. Weights come from the model; the parity check proves the graph matches its forward.
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from seqgen.models.transformer import TransformerLM
@@ -135,12 +134,17 @@ def fused_transformer_graph(model: SeqModel, path: Path) -> tuple[int, list[dict
                                          ["present" if d == "past" else d for d in s["shape"]]) for s in layout],
         inits,
     )
-    proto = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", 23), helper.make_opsetid("com.microsoft", 1)],
-        producer_name="seqgen",
-    )
-    proto.ir_version = 10
+    save_graph(graph, path, opset=23, ir_version=10)
+    return 23, layout
+
+
+def save_graph(graph, path: Path, opset: int, ir_version: int) -> None:
+    """A hand-built graph as a checked model file (onnx and onnxruntime's contrib domain)."""
+    import onnx
+    from onnx import helper
+
+    proto = helper.make_model(graph, producer_name="seqgen", opset_imports=[
+        helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", 1)])
+    proto.ir_version = ir_version
     onnx.checker.check_model(proto)  # (contrib operators are not checked, onnxruntime checks them)
     onnx.save(proto, str(path))
-    return 23, layout
