@@ -9,7 +9,11 @@ speed does not depend on what the weights learned), exports each with both trees
 own exporter and its own self-check against torch), then times ``seqgen bench``'s loop (one full
 window of prompt, temperature 1, the clock started after the first token) in a fresh process
 per (tree, model), alternating the trees round after round so that a busy machine slows both
-alike. Prints the median tokens/s of each and the ratio; one thread each.
+alike. Each process times ``--repeats`` runs and keeps its fastest (a busy core only ever slows
+a run down); the table shows the median of those over the rounds, and the ratio. One thread each.
+
+Each process runs in its tree's folder, and says which seqgen it imported: ``python -c`` puts
+the current folder ahead of PYTHONPATH, so run from this tree both sides would import this tree.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ for t in ("lstm", "transformer"):
 
 TIME = """
 import json, sys, time, numpy as np
+import seqgen
 from seqgen.engines.onnx_engine import open_bundle
 from seqgen.sampling import generate
 g = open_bundle(sys.argv[1], threads=1)
@@ -60,14 +65,15 @@ def timed(n):
     assert sum(1 for _ in steps) == n
     return n / (time.perf_counter() - wall), n / (time.process_time() - cpu)
 timed(200)  # warm-up
-print(json.dumps(timed(n)))
+runs = [timed(n) for _ in range(int(sys.argv[3]))]
+print(json.dumps({"module": seqgen.__file__, "wall": max(r[0] for r in runs), "cpu": max(r[1] for r in runs)}))
 """
 
 
 def run(tree: Path, code: str, *args) -> str:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, capture_output=True, text=True,
-                         timeout=1800)
+                         timeout=1800, cwd=tree)
     if out.returncode:
         raise SystemExit(f"{tree}: {out.stderr[-2000:]}")
     return out.stdout
@@ -78,6 +84,7 @@ def main() -> None:
     ap.add_argument("--old", type=Path, default=Path("/tmp/old"), help="the other seqgen tree")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tokens", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=5, help="timed runs per process; the fastest counts")
     a = ap.parse_args()
     trees = {"old": a.old.resolve(), "new": HERE}
     with tempfile.TemporaryDirectory(prefix="seqgen-compare-") as tmp:
@@ -87,10 +94,13 @@ def main() -> None:
         for _ in range(a.rounds):
             for model in ("lstm", "transformer"):
                 for name, tree in trees.items():
-                    v = json.loads(run(tree, TIME, Path(tmp) / name / f"bundle-{model}", a.tokens))
-                    for clock in (0, 1):
-                        speeds.setdefault((model, name, clock), []).append(v[clock])
-    print(f"median of {a.rounds} rounds, batch 1, 1 thread; wall clock and tokens per CPU-second")
+                    v = json.loads(run(tree, TIME, Path(tmp) / name / f"bundle-{model}", a.tokens, a.repeats))
+                    if not Path(v["module"]).resolve().is_relative_to(tree):
+                        raise SystemExit(f"the {name} run imported {v['module']}, not the seqgen of {tree}")
+                    for clock, key in ((0, "wall"), (1, "cpu")):
+                        speeds.setdefault((model, name, clock), []).append(v[key])
+    print(f"median over {a.rounds} rounds of each process's fastest of {a.repeats} runs; batch 1, 1 thread; "
+          "wall clock and tokens per CPU-second")
     print(f"{'model':12} {'clock':5} {'old tok/s':>10} {'new tok/s':>10} {'ratio':>6}  per-round ratios")
     for model in ("lstm", "transformer"):
         for clock, label in ((0, "wall"), (1, "cpu")):

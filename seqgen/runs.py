@@ -23,6 +23,7 @@ RUNS = Path("runs")
 LAST, BEST = "last.pt", "best.pt"
 CONFIG, METRICS = "config.json", "metrics.jsonl"
 BUNDLE_FILE, MODEL_FILE = "seqgen.json", "model.onnx"
+LOOP_FILE = "sample_loop.onnx"  # the step graph in a sampling loop (seqgen.engines.loop), where the export wrote one
 LOCK = ".lock"
 RUN_FILES = (CONFIG, METRICS, LAST, BEST)
 

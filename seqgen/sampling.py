@@ -240,6 +240,9 @@ def generate_steps(engine: Engine, prompt: np.ndarray, steps: int, options: Samp
     rows = np.arange(prompt.shape[0])
     if constraint is not None:
         constraint.read(prompt)
+    if guard is None and constraint is None and _drawable(engine, options):
+        yield from _drawn(engine, logits, state, steps, options, rng, stop_id, banned, logprobs)
+        return
     for i in range(steps):
         nxt = pick(logits, options, rng, guard, banned, constraint.allowed() if constraint is not None else None)
         if constraint is not None:
@@ -253,6 +256,43 @@ def generate_steps(engine: Engine, prompt: np.ndarray, steps: int, options: Samp
         if guard is not None:
             guard.push(nxt)
         logits, state = engine.advance(nxt[:, None], state)
+
+
+def _drawable(engine, options: SamplingOptions) -> bool:
+    """Whether the engine can draw the ids itself (``draw``: many steps per call, the onnxruntime
+    engine's sampling loop) under these options: the temperature alone, not greedy."""
+    return (getattr(engine, "can_draw", False) and options.temperature >= _FAST_MIN_TEMPERATURE
+            and options.top_k is None and options.top_p is None and not options.min_p)
+
+
+DRAW_CHUNKS = (4, 8, 16, 32, 64)  # ids per ``draw`` call, growing: the first ones come soon
+
+
+def _drawn(engine, logits, state, steps: int, options: SamplingOptions, rng: np.random.Generator,
+           stop_id: int | None, banned, logprobs: bool) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """``generate_steps``' loop with the draws made in the engine, a chunk of steps per call. The
+    engine is handed the same uniform numbers the loop above would draw, in the same order (one
+    per row per step), and draws by the same rule, so the same ids come out."""
+    b = logits.shape[0]
+    bias = np.zeros(logits.shape[-1])
+    bias[list(banned)] = -np.inf
+    done = np.zeros(b, dtype=bool)
+    made, chunk, unused = 0, 0, np.zeros((0, b))
+    while made < steps:
+        want = min(DRAW_CHUNKS[min(chunk, len(DRAW_CHUNKS) - 1)], steps - made)
+        u = np.concatenate([unused, rng.random((want - len(unused), b))]) if want > len(unused) else unused[:want]
+        ids, logp, logits, state = engine.draw(logits, state, u, options.temperature, bias)
+        unused = u[len(ids):]  # the engine took fewer steps: these numbers come first next time
+        chunk += 1
+        for k in range(len(ids)):
+            nxt = ids[k]
+            if stop_id is not None:
+                nxt = np.where(done, stop_id, nxt)
+                done |= nxt == stop_id
+            yield nxt, (logp[k] if logprobs else None)
+            made += 1
+            if done.all() or made == steps:
+                return
 
 
 def generate(engine: Engine, prompt: np.ndarray, steps: int, temperature: float = 1.0,

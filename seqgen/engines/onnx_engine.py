@@ -5,9 +5,12 @@ folder with ``model.onnx`` and ``seqgen.json`` (written by ``seqgen.export``); t
 describes the tokenizer, the objective and the state layout, so the engine needs nothing else.
 
 The state of ``OnnxEngine`` travels as numpy arrays: for a state this small (a recurrent model's),
-``session.run`` with numpy feeds measured faster than IOBinding. ``KvBufferEngine`` serves a
-transformer graph built around ``GroupQueryAttention``: its KV cache is one buffer per tensor,
-bound once through IOBinding, that the graph writes in place (``open_engine`` picks the class).
+``session.run`` with numpy feeds measured faster than IOBinding. Where the bundle holds its
+sampling loop (``seqgen.engines.loop``), ``OnnxEngine.draw`` draws and feeds a chunk of ids in one
+call, which ``seqgen.sampling`` and the server use for rows that sample with the temperature
+alone. ``KvBufferEngine`` serves a transformer graph built around ``GroupQueryAttention``: its KV
+cache is one buffer per tensor, bound once through IOBinding, that the graph writes in place
+(``open_engine`` picks the class).
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ class OnnxEngine:
     (``keep``) and how many more may pile up before the engine cuts them (``slack``).
     """
 
-    def __init__(self, model_path: Path, layout: list[dict], threads: int | None = None):
+    def __init__(self, model_path: Path, layout: list[dict], threads: int | None = None,
+                 loop_path: Path | None = None):
         self.session = _session(model_path, threads)
         self.layout = layout
         self.inputs = ["ids"] + [s["input"] for s in layout]
@@ -72,6 +76,9 @@ class OnnxEngine:
         self._trims = [(i, s["trim"]["axis"], s["trim"]["keep"], s["trim"].get("slack", 0))
                        for i, s in enumerate(layout) if s.get("trim")]
         self._run = self.session.run
+        self._threads, self._loop_path = threads, loop_path
+        self.can_draw = loop_path is not None  # ``draw`` works: the bundle has its sampling loop
+        self._loop = None  # the sampling loop's session, opened on the first ``draw``
 
     def start(self, batch: int) -> tuple:
         state = []
@@ -95,6 +102,31 @@ class OnnxEngine:
     def advance(self, ids: np.ndarray, state) -> tuple[np.ndarray, tuple]:
         logits, state = self.forward(ids, state)
         return logits[:, -1], state
+
+    def draw(self, logits: np.ndarray, state, uniforms: np.ndarray, temperature: float, bias: np.ndarray):
+        """Draw and feed up to ``len(uniforms)`` ids per row in one call (``seqgen.engines.loop``):
+        from ``logits`` (B, V), with ``uniforms`` (n, B) in [0, 1), ``temperature`` > 0 and ``bias``
+        (V,) added first (-inf: never drawn). Returns (ids (k, B), their log-probabilities (k, B),
+        the logits after the last id (B, V), the state), k <= n: a sliding cache takes no more
+        steps at once than it would before its next cut, so the same tokens come out as one
+        ``advance`` per step gives."""
+        n = len(uniforms)
+        for i, axis, keep, slack in self._trims:
+            n = min(n, keep + slack + 1 - state[i].shape[axis])
+        if self._loop is None:
+            if self._loop_path is None:
+                raise ValueError("this bundle has no sampling loop (an older export); advance step by step")
+            self._loop = _session(self._loop_path, self._threads)
+        feed = dict(zip(self._state_inputs, state))
+        feed.update(logits_in=np.ascontiguousarray(logits, dtype=np.float32),
+                    uniforms=np.ascontiguousarray(uniforms[:n], dtype=np.float64),
+                    temperature=np.array(temperature, dtype=np.float64), bias=np.asarray(bias, dtype=np.float64))
+        out = self._loop.run(None, feed)
+        state = list(out[1:-2])
+        for i, axis, keep, slack in self._trims:
+            if state[i].shape[axis] > keep + slack:
+                state[i] = np.ascontiguousarray(state[i][(slice(None),) * axis + (slice(-keep, None),)])
+        return out[-2], out[-1], out[0], tuple(state)
 
 
 class KvState:
@@ -195,11 +227,12 @@ def _session(model_path: Path, threads: int | None):
         raise CheckpointError(f"onnxruntime cannot load {model_path}: {first[:200]}") from None
 
 
-def open_engine(model_path: Path, layout: list[dict], threads: int | None = None):
-    """The engine a state layout needs: ``KvBufferEngine`` for a fixed-capacity KV cache, else ``OnnxEngine``."""
+def open_engine(model_path: Path, layout: list[dict], threads: int | None = None, loop_path: Path | None = None):
+    """The engine a state layout needs: ``KvBufferEngine`` for a fixed-capacity KV cache, else
+    ``OnnxEngine`` (which draws chunks of ids itself when given the bundle's ``loop_path``)."""
     if any(s.get("buffer") for s in layout):
         return KvBufferEngine(model_path, layout, threads)
-    return OnnxEngine(model_path, layout, threads)
+    return OnnxEngine(model_path, layout, threads, loop_path)
 
 
 def read_meta(path: Path) -> dict:
@@ -232,7 +265,10 @@ def open_bundle(path: Path, threads: int | None = None) -> Generator:
     """A ``Generator`` over an exported bundle folder (onnxruntime, no torch)."""
     path = Path(path)
     meta = read_meta(path)
-    engine = open_engine(path / meta.get("model_file", MODEL_FILE), meta["state"], threads)
+    loop = path / meta["loop_file"] if meta.get("loop_file") else None
+    if loop is not None and not loop.is_file():
+        raise CheckpointError(f"bundle {path} is incomplete: {loop.name} is missing; re-export the run")
+    engine = open_engine(path / meta.get("model_file", MODEL_FILE), meta["state"], threads, loop)
     return Generator(
         engine=engine,
         tokenizer=tokenizer_from_dict(meta["tokenizer"]),

@@ -53,7 +53,8 @@ from seqgen.export.transformer_graph import fused_transformer_graph
 from seqgen.fileio import fsync_dir, write_text
 from seqgen.losses import stream_loss
 from seqgen.models import SeqModel
-from seqgen.runs import BUNDLE_FILE, MODEL_FILE, latest_run, locate
+from seqgen.options import SamplingOptions
+from seqgen.runs import BUNDLE_FILE, LOOP_FILE, MODEL_FILE, latest_run, locate
 
 EXPORTS = Path("exports")
 TOLERANCE = 1e-3  # largest allowed |logit difference| between torch and the fp32 graph
@@ -336,10 +337,13 @@ def export_checkpoint(ckpt, out: Path, quantize: str | None = None, tolerance: f
             if quantize and change is not None and change > INT8_MAX_LOSS_INCREASE:
                 raise ExportError(f"int8 quantization raises the validation loss by {change:.3f} nats/token "
                                   f"(limit {INT8_MAX_LOSS_INCREASE}); no bundle written")
+        loop = _write_sampling_loop(work, layout, model.config.vocab_size, report, log)
         for extra in work.iterdir():
-            if extra.name != MODEL_FILE:
+            if extra.name not in (MODEL_FILE, LOOP_FILE):
                 extra.unlink() if extra.is_file() else shutil.rmtree(extra)
         meta = bundle_meta(ckpt, layout, report, source)
+        if loop:
+            meta["loop_file"] = LOOP_FILE
         write_text(work / BUNDLE_FILE, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
         if out.exists():
             shutil.rmtree(out)
@@ -391,6 +395,40 @@ def _export_checked(model, path: Path, exporter: str, opset: int | None, toleran
 
 def _name(exporter: str) -> str:
     return {"auto": "fused", "dynamo": "the dynamo exporter"}.get(exporter, exporter)
+
+
+def _write_sampling_loop(work: Path, layout: list[dict], vocab: int, report: ExportReport, log) -> bool:
+    """Write the step graph inside its sampling loop (``seqgen.engines.loop``) beside it, checked:
+    drawn in the loop, ids and log-probabilities must be those of one step per call. A graph the
+    loop does not fit (a KV buffer bound once) or that fails the check leaves no loop file, and
+    the bundle samples one step per call."""
+    import onnx
+
+    from seqgen.engines.loop import sampling_loop
+    from seqgen.sampling import generate_steps
+
+    if any(s.get("buffer") for s in layout):
+        return False
+    step = open_engine(work / MODEL_FILE, layout)
+    try:
+        onnx.save(sampling_loop(onnx.load(str(work / MODEL_FILE)), step.inputs[1:], step.outputs[1:]),
+                  str(work / LOOP_FILE))
+        looped = open_engine(work / MODEL_FILE, layout, loop_path=work / LOOP_FILE)
+        prompt = np.random.default_rng(0).integers(0, vocab, (2, 5), dtype=np.int64)
+        opts = SamplingOptions(temperature=1.0)
+        runs = [list(generate_steps(e, prompt, 40, opts, np.random.default_rng(1))) for e in (step, looped)]
+        same = all(np.array_equal(a[0], b[0]) and np.allclose(a[1], b[1], atol=1e-6) for a, b in zip(*runs))
+    except Exception as e:  # onnx and onnxruntime raise many kinds; the bundle still works without it
+        same, why = False, (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+    else:
+        why = "its ids differ from one step per call"
+    if same:
+        log("sampling loop: the same ids as one step per call, many steps per call")
+        return True
+    (work / LOOP_FILE).unlink(missing_ok=True)
+    report.notes.append(f"no sampling loop in the bundle ({why}); it samples one step per call")
+    log(report.notes[-1])
+    return False
 
 
 def _compare_losses(ckpt, engine, loss_tokens: int, report: ExportReport, log, progress) -> None:

@@ -305,19 +305,33 @@ class _Mailbox:
     """Events from the worker thread to the event loop's queues: one wake-up of the loop carries
     everything posted since the last one (a step of 64 rows is one wake-up, not 64), and
     wake-ups come at most every ``interval`` seconds (a lone fast stream then sends a few tokens
-    per write instead of paying the loop's cost for each; the first token goes at once)."""
+    per write instead of paying the loop's cost for each; the first token goes at once). Text
+    events of one row that pile up between two wake-ups are merged into one, so the loop writes,
+    and the client reads, one chunk per row per wake-up however many tokens it holds."""
 
     def __init__(self, interval: float = 1e-3):
         self.loop = None  # the server's loop, set by the first request
         self.items: list = []
+        self.open: dict[tuple[int, int], RowEvent] = {}  # (queue, index) -> its event still open to merging
         self.lock = threading.Lock()
         self.scheduled = False
         self.interval = interval
         self.last = 0.0
 
     def post(self, queue: asyncio.Queue, item) -> None:
+        index, ev = item
+        key = (id(queue), index)
         with self.lock:
-            self.items.append((queue, item))
+            held = self.open.get(key)
+            if held is not None and ev.error is None:
+                _merge(held, ev)
+                if ev.finish_reason is not None:
+                    del self.open[key]
+                return
+            if ev.finish_reason is None:
+                ev = _copy(ev)  # merged into later: the poster's object stays as it was
+                self.open[key] = ev
+            self.items.append((queue, (index, ev)))
             if self.scheduled:
                 return
             self.scheduled = True
@@ -334,8 +348,24 @@ class _Mailbox:
         self.last = self.loop.time()
         with self.lock:
             items, self.items, self.scheduled = self.items, [], False
+            self.open.clear()
         for queue, item in items:
             queue.put_nowait(item)
+
+
+def _copy(ev: RowEvent) -> RowEvent:
+    return RowEvent(ev.text, list(ev.tokens), list(ev.logprobs), list(ev.top), ev.finish_reason,
+                    ev.completion_tokens, ev.error)
+
+
+def _merge(into: RowEvent, ev: RowEvent) -> None:
+    """``ev`` appended to ``into``: its text and tokens after, its end (if any) becomes the end."""
+    into.text += ev.text
+    into.tokens.extend(ev.tokens)
+    into.logprobs.extend(ev.logprobs)
+    into.top.extend(ev.top)
+    if ev.finish_reason is not None:
+        into.finish_reason, into.completion_tokens = ev.finish_reason, ev.completion_tokens
 
 
 class _Logprobs:

@@ -29,6 +29,14 @@ from seqgen.options import SamplingOptions
 from seqgen.sampling import RepeatGuard, StopMatcher, exempt_ids, log_softmax, pick
 
 
+DRAW_STEPS = 16  # steps per engine call when the engine draws (rows join, leave and see a cancel between calls)
+
+
+def _plain(o: SamplingOptions) -> bool:
+    """The temperature alone (what ``seqgen.sampling.pick`` draws on its shortest path)."""
+    return o.temperature >= 1e-2 and o.top_k is None and o.top_p is None and not o.min_p
+
+
 class QueueFull(SeqgenError):
     """More requests wait than the queue holds."""
 
@@ -96,6 +104,7 @@ class Batcher:
         self.exempt = exempt_ids(gen.tokenizer)
         self.max_rows, self.max_queue = max_rows, max_queue
         self.axes = batch_axes(gen)
+        self.draws = getattr(self.engine, "can_draw", False)  # the onnxruntime engine draws chunks itself
         self._waiting: deque[RowJob] = deque()
         self._rows: list[_Row] = []
         self._state = None  # stacked state of self._rows when self.axes is not None
@@ -177,18 +186,16 @@ class Batcher:
         for row in rows:
             if row.job.cancelled:
                 row.done = True
+        if self._drawable([row for row in rows if not row.done]):
+            self._prune()
+            if self._rows:
+                self._draw(self._rows)
+            return
         drawing = [row for row in rows if not row.done]
         for row, i in zip(drawing, self._choose(drawing)):
             row.next = i
             self._accept(row, i)
-        keep = [k for k, row in enumerate(rows) if not row.done]
-        if len(keep) < len(rows):
-            with self._cv:
-                self._rows = [rows[k] for k in keep]
-            if self.axes is not None and self._state is not None:
-                self._state = (tuple(np.take(s, keep, axis=ax) for s, ax in zip(self._state, self.axes))
-                               if keep else None)
-            rows = self._rows
+        rows = self._prune()
         if not rows:
             return
         nxt = np.array([row.next for row in rows], dtype=np.int64)
@@ -203,6 +210,44 @@ class Batcher:
                 row.logits = np.asarray(logits)
         self.steps += 1
 
+    def _prune(self) -> list[_Row]:
+        """Drop the rows that ended (and their part of the stacked state); the rows left."""
+        rows = self._rows
+        keep = [k for k, row in enumerate(rows) if not row.done]
+        if len(keep) < len(rows):
+            with self._cv:
+                self._rows = [rows[k] for k in keep]
+            if self.axes is not None and self._state is not None:
+                self._state = (tuple(np.take(s, keep, axis=ax) for s, ax in zip(self._state, self.axes))
+                               if keep else None)
+        return self._rows
+
+    def _drawable(self, rows: list[_Row]) -> bool:
+        """Whether every row's next ids can be drawn in the engine (``draw``: a chunk of steps per
+        call): stacked states, and each row drawing with its temperature alone."""
+        return bool(rows) and self.axes is not None and self.draws and all(
+            row.guard is None and row.job.logprobs is None and _plain(row.job.options) for row in rows)
+
+    def _draw(self, rows: list[_Row]) -> None:
+        """Up to ``DRAW_STEPS`` steps of every row in one engine call: each row's ids drawn from its
+        own random numbers (so it draws what it would alone) and fed; then each row takes its ids
+        in order, and one that ends mid-chunk leaves the rest unread (it is dropped next step)."""
+        steps = max(1, min(DRAW_STEPS, max(row.job.steps - row.count for row in rows)))
+        u = np.stack([row.job.rng.random(steps) for row in rows], axis=1)  # (steps, rows)
+        temperature = np.array([[row.job.options.temperature] for row in rows])
+        bias = np.zeros((len(rows), self.vocab))
+        for k, row in enumerate(rows):
+            bias[k, list(row.job.banned)] = -np.inf
+        logits = np.concatenate([row.logits for row in rows])
+        ids, _, logits, self._state = self.engine.draw(logits, self._state, u, temperature, bias)
+        for step in range(len(ids)):
+            for k, row in enumerate(rows):
+                if not row.done:
+                    self._accept(row, int(ids[step, k]))
+        for k, row in enumerate(rows):
+            row.logits = logits[k : k + 1]
+        self.steps += len(ids)
+
     def _choose(self, rows: list[_Row]) -> list[int]:
         """Each row's next id under its own options. Rows drawing with the temperature alone are
         drawn together (one row's arithmetic of ``seqgen.sampling.pick`` on a (rows, V) array,
@@ -211,7 +256,7 @@ class Batcher:
         plain: dict[tuple, list[int]] = {}
         for k, row in enumerate(rows):
             o = row.job.options
-            if row.guard is None and o.temperature >= 1e-2 and o.top_k is None and o.top_p is None and not o.min_p:
+            if row.guard is None and _plain(o):
                 plain.setdefault(tuple(row.job.banned), []).append(k)
             else:
                 out[k] = int(pick(row.logits, o, row.job.rng, row.guard, row.job.banned)[0])
