@@ -45,6 +45,37 @@ def test_a_music_run_gets_the_compose_button(music_bundle):  # noqa: F811
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian: apt-get install chromium)")
+def test_a_typed_prompt_streams_its_answer_into_the_page(server, tmp_path):
+    """As a person uses the page: click the prompt box, type, click Generate; the answer streams in
+    (the answer box changes many times before the status says done), then a screenshot."""
+    from browser import Browser
+
+    b = Browser(CHROMIUM, str(tmp_path / "profile"))
+    try:
+        b.open(server.url + "/")
+        b.click("prompt")
+        b.type("All")
+        b.js("document.getElementById('max_tokens').select()")
+        b.type("3000")
+        assert b.js("document.getElementById('prompt').value") == "All"
+        b.js("window.updates = []; new MutationObserver(() => window.updates.push("
+             "[document.getElementById('out').textContent.length, document.getElementById('status').textContent]))"
+             ".observe(document.getElementById('out'), {childList: true, characterData: true, subtree: true}); 1")
+        b.click("go")
+        b.wait_for("document.getElementById('status').textContent.startsWith('done')")
+        out = b.js("document.getElementById('out').textContent")
+        updates = b.js("window.updates")
+        png = b.screenshot()
+    finally:
+        b.close()
+    assert out.startswith("All") and len(out) == len("All") + 3000, out[:200]
+    writing = [n for n, status in updates if status == "writing..."]
+    assert len(set(writing)) > 2, updates  # text arrived in several pieces while it was being written
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    (tmp_path / "playground.png").write_bytes(png)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian: apt-get install chromium)")
 def test_a_prompt_streams_into_the_page_in_headless_chromium(server, tmp_path):
     """The page fills its prompt box from ?prompt= and starts; Chromium runs the script, the
     answer streams in through fetch, and the page's DOM then holds the prompt and the answer."""
