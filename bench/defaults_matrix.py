@@ -82,20 +82,29 @@ def corpus(kind: str, tmp: Path) -> str:
     return kind  # a built-in corpus
 
 
-def run_row(name: str, spec: str, seconds: float, extra: list[str], tmp: Path, quick: bool = False) -> dict:
+def run_row(name: str, spec: str, seconds: float, extra: list[str], tmp: Path, quick: bool = False,
+            evaluate: bool = True) -> dict:
     out = tmp / name
     seqgen("train", spec, "--time", f"{seconds:g}s", "--out", str(out), "--quiet", *extra)
     light = ["--compositions", "1", "--no-check-copies"] if quick else []
-    ev = json.loads(seqgen("eval", str(out), "--json", *light))
+    ev = json.loads(seqgen("eval", str(out), "--json", *light)) if evaluate else None
+    return row_of(name, out, ev)
+
+
+def row_of(name: str, out: Path, ev: dict | None) -> dict:
+    """The row of a finished run: its metrics.jsonl and config.json, and ``seqgen eval``'s answer
+    (None: the losses are the training's estimates at the best evaluation)."""
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     records = [r for r in records if r.get("event") != "train"]  # the evaluations
     best = [r for r in records if r.get("best")][-1]
     last = records[-1]
+    ev = ev or {"val_loss": best["val_loss"], "val_loss_windowed": None, "val_loss_reset": None}
     seg = ev.get("val_drift_by_segment") or []
     config = json.loads((out / "config.json").read_text())
+    reset = ev["val_loss_reset"]
     return {
-        "row": name, "val_loss": ev["val_loss"], "windowed": ev["val_loss_windowed"],
-        "carried_minus_reset": ev["val_loss"] - ev["val_loss_reset"],
+        "row": name, "val_loss": ev["val_loss"], "windowed": ev["val_loss_windowed"], "evaluated": "tokens" in ev,
+        "carried_minus_reset": ev["val_loss"] - reset if reset is not None else None,
         "segment_drift": sum(seg[-5:]) / len(seg[-5:]) if seg else None,
         "segments": len(seg), "best_at": best["step"] / last["step"], "best_step": best["step"],
         "steps": last["step"], "train_minus_val": last["loss"] - last["val_loss"],
@@ -118,6 +127,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="evaluate with one composition and no copy check")
     ap.add_argument("--stops", action="store_true", help="also print the stop table at the end")
     ap.add_argument("--save", type=Path, default=None, help="also write the rows as JSON to this file")
+    ap.add_argument("--no-eval", action="store_true", help="skip `seqgen eval`: val_loss is the training's estimate "
+                    "at the best evaluation (the stop table needs nothing more)")
+    ap.add_argument("--runs", type=Path, nargs="*", default=[], help="rows of runs trained before (their folders)")
     ap.add_argument(
         "--corpus",
         action="append",
@@ -144,22 +156,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, kind, seconds in rows:
             budget = (a.time if a.time is not None else seconds) * a.scale
-            r = run_row(name, corpus(kind, Path(tmp)), budget, a.extra, Path(tmp), a.quick)
+            r = run_row(name, corpus(kind, Path(tmp)), budget, a.extra, Path(tmp), a.quick, not a.no_eval)
             results.append(r)
             if a.save is not None:
                 a.save.write_text(json.dumps(results, indent=2))
             if not a.json:
-                drift = f"{r['segment_drift']:+.3f}" if r["segment_drift"] is not None else "-"
-                t = r["train"]
-                print(f"{name:<17} {r['val_loss']:8.4f} {r['windowed']:8.4f} {r['carried_minus_reset']:+10.4f} "
-                      f"{drift:>10} {r['best_at']:8.2f} {r['train_minus_val']:+9.3f} {r['steps']:6d}  "
-                      f"dim {t.get('dim') or t.get('size')} batch {t.get('batch')} lr {t.get('lr')} "
-                      f"dropout {t.get('dropout')} wd {t.get('weight_decay')} transpose {t.get('transpose')}",
-                      flush=True)
+                print_row(r)
+        for run in a.runs:
+            results.append(row_of(run.name, run, None))
+            if not a.json:
+                print_row(results[-1])
     if a.json:
         print(json.dumps(results, indent=2))
     elif a.stops:
         print_stops(results)
+
+
+def print_row(r: dict) -> None:
+    def num(value, form):
+        return format(value, form) if value is not None else "-"
+
+    t = r["train"]
+    print(f"{r['row']:<17} {r['val_loss']:8.4f} {num(r['windowed'], '8.4f'):>8} "
+          f"{num(r['carried_minus_reset'], '+10.4f'):>10} {num(r['segment_drift'], '+.3f'):>10} {r['best_at']:8.2f} "
+          f"{r['train_minus_val']:+9.3f} {r['steps']:6d}  "
+          f"dim {t.get('dim') or t.get('size')} batch {t.get('batch')} lr {t.get('lr')} "
+          f"dropout {t.get('dropout')} wd {t.get('weight_decay')} transpose {t.get('transpose')}", flush=True)
 
 
 def print_stops(results: list[dict]) -> None:

@@ -103,9 +103,9 @@ def test_an_early_stop_comes_at_the_same_step_after_a_resume(text_corpus, tmp_pa
     assert again.early_stopped and again.step == alone.step and again.best_step == alone.best_step
 
 
-@pytest.mark.parametrize("tokens, seconds, below", [(None, 120, 0.7), (100_000, 20, 0.9)],
+@pytest.mark.parametrize("tokens, seconds, patience", [(None, 120, 5), (100_000, 20, 2)],
                          ids=["memorizing", "every-timed-run"])
-def test_the_chosen_stop_survives_a_resume(text_corpus, tmp_path, tokens, seconds, below):
+def test_the_chosen_stop_survives_a_resume(text_corpus, tmp_path, tokens, seconds, patience):
     """The early stop seqgen chose for a timed run (its patience and the training loss under which
     it may stop) is saved in the run's config, so a resumed run stops by the same rule; a resume
     through the CLI keeps it unless the command gives --patience or --stop-below."""
@@ -125,16 +125,17 @@ def test_the_chosen_stop_survives_a_resume(text_corpus, tmp_path, tokens, second
     data = load_corpus(str(text_corpus))
     trainer = Trainer(TrainConfig(size="tiny", time=seconds, batch=4, window=16, threads=1), data, tmp_path / "r",
                       callback=Stop())
-    assert (trainer.cfg.patience, trainer.cfg.stop_below) == (5, below) and "stop_below" in trainer.plan.choices
+    below = 0.7
+    assert (trainer.cfg.patience, trainer.cfg.stop_below) == (patience, below) and "stop_below" in trainer.plan.choices
     assert trainer.run().step == 1
     ckpt = ckpt_io.load(tmp_path / "r" / "last.pt")
     assert ckpt.train.stop_below == below and ckpt.choices == trainer.plan.choices
     resumed = Trainer(ckpt.train, data, tmp_path / "r", resume=ckpt)
-    assert (resumed.cfg.patience, resumed.cfg.stop_below) == (5, below)
+    assert (resumed.cfg.patience, resumed.cfg.stop_below) == (patience, below)
     assert resumed.plan.choices == trainer.plan.choices
     values = {name: f.default for name, f in _FIELDS.items()}
     kept = _config(tmp_path / "r", values, resume=True)[0]
-    assert (kept.patience, kept.stop_below) == (5, below)
+    assert (kept.patience, kept.stop_below) == (patience, below)
     mine = _config(tmp_path / "r", {**values, "patience": 2, "stop_below": 1.5}, resume=True)[0]
     assert (mine.patience, mine.stop_below) == (2, 1.5)
 
