@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 
 from seqgen import __version__
-from seqgen.config import TrainConfig
+from seqgen.config import MEMORIZED, TrainConfig
 from seqgen.device import resolve_device
 from seqgen.errors import CheckpointError, CorpusError
 from seqgen.fileio import atomic_path
@@ -38,7 +38,6 @@ class Checkpoint:
     corpus: str | None = None  # what the run was trained on (a CORPUS argument)
     encoding: str = "utf-8"  # of a text corpus
     choices: dict[str, str] | None = None  # what seqgen chose for the settings left to it, and why
-    memorization_stop: bool = False  # seqgen chose the patience (seqgen.train.plan.Plan)
     has_state: bool = True  # False: from before the training state was saved whole
     path: Path | None = None  # where it was loaded from (not saved)
 
@@ -66,7 +65,8 @@ class Checkpoint:
             "best_val_loss": self.best_val_loss,
             "weights": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "state": self.state.to_payload(),
-            "plan": {"choices": self.choices, "memorization_stop": self.memorization_stop},
+            # memorization_stop: the flag of seqgen before --stop-below, for it to read
+            "plan": {"choices": self.choices, "memorization_stop": self.train.stop_below is not None},
             "extra": {"corpus": self.corpus, "encoding": self.encoding},
         }
 
@@ -114,15 +114,17 @@ def load(path: Path, device: str | torch.device = "cpu") -> Checkpoint:
         model = build_model(config)
         model.load_state_dict(payload["weights"])
         extra, plan = payload.get("extra") or {}, payload.get("plan") or {}
+        train = TrainConfig.from_dict(payload["train_config"])
+        if plan.get("memorization_stop") and "stop_below" not in payload["train_config"]:
+            train = train.replace(stop_below=MEMORIZED)  # a run from before --stop-below: its patience's guard
         ckpt = Checkpoint(
             model=model.to(device),
             tokenizer=tokenizer_from_dict(payload["tokenizer"]),
-            train=TrainConfig.from_dict(payload["train_config"]),
+            train=train,
             state=TrainState.from_payload(payload.get("state"), legacy=payload),
             corpus=extra.get("corpus"),
             encoding=extra.get("encoding") or "utf-8",
             choices=plan.get("choices"),
-            memorization_stop=bool(plan.get("memorization_stop", False)),
             has_state="state" in payload,
             path=Path(path),
         )

@@ -60,6 +60,8 @@ def evaluate_run(run: Path | None, which: str = "best", corpus: str | None = Non
         "split": parts.mode,
         "held_out_documents": len(parts.held_out),
     }
+    if ckpt.tokenizer.kind == "music":
+        result.update(per_note(carried, val, ckpt.tokenizer))
     if ckpt.train.objective != "causal" and len(val) > window:
         result["infill_loss"] = infill_loss(model, val, FimIds.of(ckpt.tokenizer), window=window,
                                             examples=infill_examples, device=dev, done=step("infill loss"))
@@ -71,6 +73,16 @@ def evaluate_run(run: Path | None, which: str = "best", corpus: str | None = Non
     if copies:
         result["copies"] = copy_figures(data, ckpt, model, dev, made, held, val, samples=compositions)
     return result
+
+
+def per_note(losses: np.ndarray, tokens: np.ndarray, tokenizer) -> dict:
+    """The split's total loss over its notes (Pitch and Drum tokens among those predicted), in
+    bits: comparable across tokenizers that spell the same notes with different tokens."""
+    predicted = np.asarray(tokens[1 : len(losses) + 1])
+    kinds = tokenizer.kinds_of(predicted)
+    notes = int(np.isin(kinds, [tokenizer.kind_index("Pitch"), tokenizer.kind_index("Drum")]).sum())
+    total = float(np.sum(losses, dtype=np.float64))
+    return {"val_notes": notes, "val_bits_per_note": bits(total) / notes if notes else None}
 
 
 def copy_figures(data, ckpt, model, device, compositions: list, held: list, val: np.ndarray, samples: int = 8,

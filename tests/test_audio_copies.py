@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import wave
 from pathlib import Path
 
@@ -256,6 +257,10 @@ def test_eval_json_has_the_literature_measures_and_the_copy_check(music_run):
     result = runner.invoke(app, ["eval", str(music_run), "--json", "--device", "cpu", "--compositions", "2"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
+    # bits per note: the split's total loss (mean per predicted token times their count) over its notes
+    assert 0 < report["val_notes"] < report["tokens"]
+    total_bits = report["val_loss"] * (report["tokens"] - 1) / math.log(2)
+    assert report["val_bits_per_note"] == pytest.approx(total_bits / report["val_notes"], rel=1e-4)
     lit = report["music"]["literature"]
     assert set(lit["generated"]) == set(lit["held_out"]) == set(lit["overlap_per_bar"]) == set(MEASURES)
     assert 3.0 <= lit["held_out"]["polyphony"] <= 4.0  # held-out chorales: four voices

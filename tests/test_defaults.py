@@ -11,6 +11,7 @@ from seqgen.cli import app
 from seqgen.config import TrainConfig, choose_settings
 from seqgen.data.cache import TokenData
 from seqgen.data.split import split
+from seqgen.errors import ConfigError
 from seqgen.tokenizers import CharTokenizer
 
 runner = CliRunner()
@@ -98,12 +99,29 @@ def test_a_run_that_overfits_says_so_and_patience_stops_it(tmp_path):
 
 def test_a_budget_far_beyond_the_corpus_evaluates_often_and_may_stop_early():
     page, why = choose_settings(TrainConfig(time=60), train_tokens=3_600, kind="text", tokens_per_s=100_000)
-    assert (page.patience, page.eval_every) == (5, 0.02) and "training loss is under 70%" in why["patience"]
+    assert (page.patience, page.eval_every, page.stop_below) == (5, 0.02, 0.7)
+    assert "training loss is under 70%" in why["patience"] and "memorizes" in why["stop_below"]
     assert "epochs are more than a corpus this size can use" in why["patience"]
     assert choose_settings(TrainConfig(steps=5_000), 3_600, "text")[0].patience is None  # --steps is exact
-    assert choose_settings(TrainConfig(time=60, patience=9), 3_600, "text", 100_000)[0].patience == 9
-    assert choose_settings(TrainConfig(time=60, eval_every=0.05), 3_600, "text", 100_000)[0].eval_every == 0.05
-    assert choose_settings(TrainConfig(time=60), 5_000_000, "text", 100_000)[0].patience is None
+    mine = choose_settings(TrainConfig(time=60, patience=9), 3_600, "text", 100_000)
+    assert (mine[0].patience, mine[0].stop_below) == (9, None) and "patience" not in mine[1]  # validation alone
+    often = choose_settings(TrainConfig(time=60, eval_every=0.05), 3_600, "text", 100_000)[0]
+    assert (often.eval_every, often.patience) == (0.05, 2)  # still a tenth of the budget
+
+
+def test_every_timed_run_reacts_to_validation():
+    """Whatever the epoch count, a timed run left to seqgen stops once validation has not improved
+    for a tenth of the budget while its training loss is clearly under the best validation loss."""
+    for tokens in (5_000_000, 200_000):  # under one epoch; a few epochs (a multitrack corpus in 2 minutes)
+        cfg, why = choose_settings(TrainConfig(time=120), tokens, "music", 10_000)
+        assert (cfg.patience, cfg.eval_every, cfg.stop_below) == (2, 0.05, 0.7)
+        assert "improved for 10% of the budget" in why["patience"] and "under 70%" in why["patience"]
+        assert "memorizes" in why["stop_below"]
+    given = choose_settings(TrainConfig(time=120, stop_below=0.8), 200_000, "music", 10_000)
+    assert given[0].stop_below == 0.8 and given[0].patience == 2 and "stop_below" not in given[1]
+    assert choose_settings(TrainConfig(steps=100), 200_000, "music")[0].patience is None
+    with pytest.raises(ConfigError, match="stop-below must be positive"):
+        TrainConfig(stop_below=0)
 
 
 def test_a_chosen_patience_stops_only_a_run_that_memorizes():
@@ -112,12 +130,13 @@ def test_a_chosen_patience_stops_only_a_run_that_memorizes():
     from seqgen.train.fit import Fit
     from seqgen.train_state import TrainState
 
-    def out(train_loss, chosen=True, since_best=5):
-        t = SimpleNamespace(cfg=TrainConfig(patience=5), plan=SimpleNamespace(memorization_stop=chosen),
+    def out(train_loss, below=0.7, since_best=5):
+        t = SimpleNamespace(cfg=TrainConfig(patience=5, stop_below=below),
                             state=TrainState(since_best=since_best, best=2.0, loss_ema=train_loss),
-                            choices={})  # the reasons text plays no part
+                            plan=SimpleNamespace(choices={}))  # the reasons text plays no part
         return Fit.patience_out(t)
 
     assert out(0.6) and not out(0.6, since_best=4)
     assert not out(1.9)  # validation is noisy but the model is not memorizing: train on
-    assert out(1.9, chosen=False)  # --patience given by the user: validation alone decides
+    assert out(1.9, below=None)  # --patience given by the user: validation alone decides
+    assert out(1.7, below=0.9) and not out(1.85, below=0.9)  # --stop-below 0.9: 90% of the best

@@ -103,9 +103,13 @@ def test_an_early_stop_comes_at_the_same_step_after_a_resume(text_corpus, tmp_pa
     assert again.early_stopped and again.step == alone.step and again.best_step == alone.best_step
 
 
-def test_the_memorization_guard_survives_a_resume(text_corpus, tmp_path):
-    """A patience seqgen chose stops only a run that memorizes, after a resume too: the flag is
-    saved with the checkpoint, not read from the reasons text."""
+@pytest.mark.parametrize("tokens, seconds, patience", [(None, 120, 5), (100_000, 20, 2)],
+                         ids=["memorizing", "every-timed-run"])
+def test_the_chosen_stop_survives_a_resume(text_corpus, tmp_path, tokens, seconds, patience):
+    """The early stop seqgen chose for a timed run (its patience and the training loss under which
+    it may stop) is saved in the run's config, so a resumed run stops by the same rule; a resume
+    through the CLI keeps it unless the command gives --patience or --stop-below."""
+    from seqgen.cli.train import _FIELDS, _config
     from seqgen.config import TrainConfig
     from seqgen.data.load import load_corpus
     from seqgen.train import Trainer
@@ -114,15 +118,45 @@ def test_the_memorization_guard_survives_a_resume(text_corpus, tmp_path):
         def on_step(self, record):
             trainer.request_stop(signal.SIGINT)
 
+    if tokens is not None:  # a corpus large enough to be read only a few times
+        big = tmp_path / "big.txt"
+        big.write_text((text_corpus.read_text() * (tokens // len(text_corpus.read_text()) + 1))[:tokens])
+        text_corpus = big
     data = load_corpus(str(text_corpus))
-    trainer = Trainer(TrainConfig(size="tiny", time=120, batch=4, window=16, threads=1), data, tmp_path / "r",
+    trainer = Trainer(TrainConfig(size="tiny", time=seconds, batch=4, window=16, threads=1), data, tmp_path / "r",
                       callback=Stop())
-    assert trainer.plan.memorization_stop and trainer.cfg.patience is not None  # a page read hundreds of times
+    below = 0.7
+    assert (trainer.cfg.patience, trainer.cfg.stop_below) == (patience, below) and "stop_below" in trainer.plan.choices
     assert trainer.run().step == 1
     ckpt = ckpt_io.load(tmp_path / "r" / "last.pt")
-    assert ckpt.memorization_stop and ckpt.choices == trainer.plan.choices
+    assert ckpt.train.stop_below == below and ckpt.choices == trainer.plan.choices
     resumed = Trainer(ckpt.train, data, tmp_path / "r", resume=ckpt)
-    assert resumed.plan.memorization_stop and resumed.plan.choices == trainer.plan.choices
+    assert (resumed.cfg.patience, resumed.cfg.stop_below) == (patience, below)
+    assert resumed.plan.choices == trainer.plan.choices
+    values = {name: f.default for name, f in _FIELDS.items()}
+    kept = _config(tmp_path / "r", values, resume=True)[0]
+    assert (kept.patience, kept.stop_below) == (patience, below)
+    mine = _config(tmp_path / "r", {**values, "patience": 2, "stop_below": 1.5}, resume=True)[0]
+    assert (mine.patience, mine.stop_below) == (2, 1.5)
+
+
+def test_a_run_from_before_stop_below_keeps_its_guard(text_corpus, tmp_path):
+    """A checkpoint whose plan says memorization_stop (seqgen before --stop-below) loads with the
+    memorization guard it trained with."""
+    from seqgen.config import MEMORIZED, TrainConfig
+    from seqgen.data.load import load_corpus
+    from seqgen.train import Trainer
+
+    Trainer(TrainConfig(size="tiny", steps=2, batch=4, window=16, threads=1, patience=5, stop_below=MEMORIZED),
+            load_corpus(str(text_corpus)), tmp_path / "r").run()
+    payload = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    assert payload["plan"]["memorization_stop"] is True  # what an older seqgen reads
+    payload["train_config"].pop("stop_below")
+    torch.save(payload, tmp_path / "r" / "last.pt")
+    assert ckpt_io.load(tmp_path / "r" / "last.pt").train.stop_below == MEMORIZED
+    payload["plan"]["memorization_stop"] = False
+    torch.save(payload, tmp_path / "r" / "last.pt")
+    assert ckpt_io.load(tmp_path / "r" / "last.pt").train.stop_below is None
 
 
 def test_an_old_checkpoint_resumes_with_a_note(text_corpus, tmp_path):

@@ -41,8 +41,10 @@ def evaluate(
     token on the middle span of 512 seeded fill-in-the-middle examples (runs trained with infill).
     [bold]val_loss_reset[/]: the same text with the state reset every 2,048 tokens;
     [bold]val_loss_by_segment[/]: the carried reading's loss per 2,000 tokens (flat when the state
-    does not drift). Bits per token are nats / ln 2. When val_loss is above the windowed loss (more
-    context makes the model worse: a recurrent model's carried state drifts), a note on stderr says so.
+    does not drift). Bits per token are nats / ln 2. Music runs: [bold]val_bits_per_note[/], the
+    split's total loss in bits over its [bold]val_notes[/] notes (comparable across tokenizers).
+    When val_loss is above the windowed loss (more context makes the model worse: a recurrent
+    model's carried state drifts), a note on stderr says so.
     """
     from seqgen.errors import ConfigError
     from seqgen.evaluate import evaluate_run

@@ -25,6 +25,7 @@ from seqgen.config import TrainConfig
 from seqgen.records import EvalRecord, StartInfo, StepRecord
 
 DEFAULT_TIME = "5m"
+CHOSEN_STOP = ("patience", "stop_below")  # a resume keeps these unless the command gives them
 
 
 class ProgressCallback:
@@ -255,7 +256,8 @@ def _config(out: Path, values: dict, resume: bool, group=None):
     if not (out / LAST).exists():
         raise ConfigError(f"nothing to resume: {out / LAST} does not exist")
     resumed = load(out / LAST)
-    changes = {k: values[k] for k, f in _FIELDS.items() if f.metadata.get("resume") and k not in ("time", "steps")}
+    changes = {k: values[k] for k, f in _FIELDS.items() if f.metadata.get("resume") and k not in ("time", "steps")
+               and not (k in CHOSEN_STOP and values[k] is None)}  # the early stop seqgen chose stays
     if values["time"] is not None or values["steps"] is not None:
         changes.update(time=None if values["time"] is None else resumed.elapsed + values["time"],
                        steps=values["steps"])
@@ -299,7 +301,9 @@ def _summary(corpus: str, out: Path, quiet: bool, trainer, result) -> None:
         f"({bits} bits/token)  {result.tokens_per_s:,.0f} tok/s  {result.elapsed:.0f}s  -> {out}"
     )
     if result.early_stopped:
-        err.print(f"stopped early: {trainer.cfg.patience} evaluations without a better validation loss "
+        below = trainer.cfg.stop_below
+        gap = f", training loss under {below:.0%} of the best" if below is not None else ""
+        err.print(f"stopped early: {trainer.cfg.patience} evaluations without a better validation loss{gap} "
                   f"(best at step {result.best_step}; best.pt holds it)")
     elif result.overfitting:
         err.print(f"[yellow]note:[/] validation was best at step {result.best_step} of {result.step} and got worse "

@@ -50,8 +50,7 @@ class Trainer:
         set_threads(cfg.threads)
         self.out, self.data, self.resumed, self.init = Path(out), data, resume, init
         if resume is not None:
-            plan = make_plan(cfg, data, device.type, world, choices=resume.choices or {},
-                             memorization_stop=resume.memorization_stop)
+            plan = make_plan(cfg, data, device.type, world, choices=resume.choices or {})
             state = resume.state
             if progress_of(plan.cfg, state.step, state.elapsed) >= 1.0:
                 raise ConfigError(f"the run already reached its budget (step {state.step}); "

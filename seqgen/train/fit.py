@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from seqgen import checkpoint as ckpt_io
-from seqgen.config import MEMORIZED, TrainConfig
+from seqgen.config import TrainConfig
 from seqgen.data.cache import TokenData
 from seqgen.distributed import Group, peers_gone
 from seqgen.errors import ConfigError, DistributedError, FileWriteError
@@ -99,14 +99,15 @@ class Fit:
         self.stop_signal = signum
 
     def patience_out(self) -> bool:
-        """--patience evaluations without a better validation loss; when seqgen chose the patience
-        (a budget far larger than the corpus), also a training loss that shows memorizing."""
+        """--patience evaluations without a better validation loss and, with --stop-below (which
+        seqgen chooses with the patience of a timed run), a training loss under that share of the
+        best validation loss: the model fits its training text better than new text."""
         s, cfg = self.state, self.cfg
         if cfg.patience is None or s.since_best < cfg.patience:
             return False
-        if not self.plan.memorization_stop:
+        if cfg.stop_below is None:
             return True
-        return s.loss_ema is not None and s.best is not None and s.loss_ema < MEMORIZED * s.best
+        return s.loss_ema is not None and s.best is not None and s.loss_ema < cfg.stop_below * s.best
 
     # ---- the loop ------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -237,8 +238,7 @@ class Fit:
         state = snapshot(self.built, self.state, self.carried, one_process=self.group is None)
         return ckpt_io.Checkpoint(self.built.model, self.data.tokenizer, self.cfg, state=state,
                                   corpus=self.data.meta.get("spec", self.data.source),
-                                  encoding=self.data.meta.get("encoding", "utf-8"), choices=self.plan.choices,
-                                  memorization_stop=self.plan.memorization_stop)
+                                  encoding=self.data.meta.get("encoding", "utf-8"), choices=self.plan.choices)
 
     def _peer_failure(self, e: RuntimeError) -> None:
         """A collective failed: another process ended. Save what the last complete step holds, then say so."""

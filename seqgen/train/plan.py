@@ -23,7 +23,6 @@ class Plan:
     cfg: TrainConfig  # resolved: what the run trains with
     parts: Split
     choices: dict[str, str] = field(default_factory=dict)  # setting -> why seqgen chose it (printed, kept)
-    memorization_stop: bool = False  # seqgen chose the patience: stop only once training loss shows memorizing
     stream: bool = False  # truncated BPTT: causal rows read the corpus in order, the state carried
     n_fim: int = 0  # rows of each batch that fill in a middle
 
@@ -57,17 +56,16 @@ def _choose(asked: TrainConfig, data: TokenData, parts: Split, device_type: str,
 
 
 def make_plan(asked: TrainConfig, data: TokenData, device_type: str = "cpu", world: int = 1,
-              measure: Callable[[TrainConfig, np.ndarray], float] | None = None, choices: dict[str, str] | None = None,
-              memorization_stop: bool = False) -> Plan:
-    """The plan of a new run (``choices`` None), or of a resumed one: its config, choices and
-    flags as saved (nothing is chosen again)."""
+              measure: Callable[[TrainConfig, np.ndarray], float] | None = None,
+              choices: dict[str, str] | None = None) -> Plan:
+    """The plan of a new run (``choices`` None), or of a resumed one: its config and choices as
+    saved (nothing is chosen again)."""
     if asked.time is None and asked.steps is None:
         raise ConfigError("give a time budget or a number of steps")
     parts = run_split(data, asked)
     _check_length(data, parts, asked)
     if choices is None:
         cfg, choices = _choose(asked, data, parts, device_type, world, measure)
-        memorization_stop = asked.patience is None and cfg.patience is not None
     else:
         cfg = asked.replace(devices=world)
     stateful = REGISTRY[cfg.model].model.stateful_training
@@ -75,4 +73,4 @@ def make_plan(asked: TrainConfig, data: TokenData, device_type: str = "cpu", wor
         raise ConfigError(f"stream batching (truncated BPTT) is not available for {cfg.model}")
     n_fim = fim_rows(cfg.objective, cfg.fim_rate, cfg.batch)
     stream = stateful and cfg.batching in ("auto", "stream") and n_fim < cfg.batch
-    return Plan(cfg, parts, choices, memorization_stop, stream, n_fim)
+    return Plan(cfg, parts, choices, stream, n_fim)

@@ -1,0 +1,115 @@
+"""The default chorale run with MIDI tokens of version 1 (the old default) or 2 (today's): the
+same `seqgen train bach-chorales` defaults, only the tokenizer differs, then `seqgen eval`.
+
+    python bench/chorale_versions.py --version 1 --out runs/v1 --time 5m --threads 1 &
+    python bench/chorale_versions.py --version 2 --out runs/v2 --time 5m --threads 1 &
+    wait
+
+`seqgen train` has no option for the tokenizer version (a new run always gets today's), so this
+trains through the library: ``load_corpus`` with ``MidiTokenizer(version=N)``, then ``Trainer``,
+as the command does. It then runs `seqgen eval RUN --json --compositions N` (best checkpoint,
+whole held-out split) and prints one line: held-out bits per note (the split's total loss in
+bits over its notes: comparable across tokenizers, unlike per token), bits per token, and the
+compositions' distance to the held-out chorales. Run both versions at the same time with one
+thread each, so a shared machine slows them alike. The two tokenizers spell a chorale with
+different numbers of tokens, so the splits (a share of the tokens) may hold out different pieces:
+
+    python bench/chorale_versions.py --common runs/v1 runs/v2   # bits per note on the pieces both hold out
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def train(version: int, out: Path, seconds: float, threads: int | None, corpus: str) -> None:
+    from seqgen.config import TrainConfig
+    from seqgen.data.load import load_corpus
+    from seqgen.tokenizers.midi import MidiTokenizer
+    from seqgen.train import Trainer
+
+    data = load_corpus(corpus, tokenizer=MidiTokenizer(version=version))
+    Trainer(TrainConfig(time=seconds, threads=threads), data, out).run()
+
+
+def per_piece(run: Path) -> dict[str, tuple[float, int]]:
+    """Held-out piece name -> (its total loss in bits, its notes), the state carried over the
+    split as `seqgen eval` reads it: to compare two runs on the pieces both hold out."""
+    import math
+
+    import numpy as np
+
+    from seqgen.checkpoint import open_checkpoint, run_data
+    from seqgen.losses import token_losses
+
+    ckpt = open_checkpoint(run, "best")
+    _, parts = run_data(ckpt)
+    val, tok = parts.val, ckpt.tokenizer
+    losses = token_losses(ckpt.model, val, chunk=ckpt.train.window)  # losses[i] predicts val[i + 1]
+    starts = list(np.flatnonzero(np.asarray(val) == 0)) + [len(val)]  # each held-out piece begins with BOS
+    if len(starts) - 1 != len(parts.held_out):
+        raise SystemExit(f"{run}: {len(starts) - 1} pieces in the split, {len(parts.held_out)} names")
+    notes = np.isin(tok.kinds_of(val), [tok.kind_index("Pitch"), tok.kind_index("Drum")])
+    out = {}
+    for name, a, b in zip(parts.held_out, starts[:-1], starts[1:]):
+        lo = max(a - 1, 0)  # the loss of predicting the piece's first token comes from the token before it
+        out[name] = (float(losses[lo : b - 1].sum()) / math.log(2), int(notes[a:b].sum()))
+    return out
+
+
+def common(runs: list[Path]) -> None:
+    """Bits per note of each run over the held-out pieces all of them hold out."""
+    tables = [per_piece(r) for r in runs]
+    shared = set.intersection(*(set(t) for t in tables))
+    for run, t in zip(runs, tables):
+        total, notes = (sum(t[n][i] for n in shared) for i in (0, 1))
+        print(f"{run}  {len(shared)} shared held-out pieces of {len(t)}  {notes} notes  "
+              f"bits/note {total / notes:.4f}")
+
+
+def main() -> None:
+    from seqgen.config import parse_duration
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", type=int, choices=(1, 2))
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--common", type=Path, nargs="+", help="runs to compare on the held-out pieces they share")
+    ap.add_argument("--time", default="5m")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--corpus", default="bach-chorales")
+    ap.add_argument("--compositions", type=int, default=20)
+    ap.add_argument("--eval-only", action="store_true", help="evaluate a run trained before")
+    ap.add_argument("--train-only", action="store_true", help="train, and leave the evaluation for later")
+    a = ap.parse_args()
+    if a.common:
+        common(a.common)
+        return
+    if a.version is None or a.out is None:
+        raise SystemExit("give --version and --out (or --common RUN RUN)")
+    if not a.eval_only:
+        train(a.version, a.out, parse_duration(a.time), a.threads, a.corpus)
+    if a.train_only:
+        return
+    cmd = [sys.executable, "-m", "seqgen", "eval", str(a.out), "--json", "--compositions", str(a.compositions),
+           "--no-check-copies"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.strip()[-2000:]}")
+    ev = json.loads(proc.stdout)
+    (a.out / "eval.json").write_text(json.dumps(ev, indent=1))
+    music = ev.get("music", {})
+    print(f"version {a.version}  step {ev['step']}  bits/note {ev.get('val_bits_per_note', float('nan')):.4f}  "
+          f"bits/token {ev['val_bits_per_token']:.4f}  notes {ev.get('val_notes')}  tokens {ev['tokens']}  "
+          f"distance {music.get('distance', {}).get('overall', float('nan')):.4f} "
+          f"in_key {music.get('distance', {}).get('in_key', float('nan')):.4f}  "
+          f"repairs {music.get('grammar_repairs')}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
