@@ -101,16 +101,24 @@ def engines(tmp_path_factory) -> dict[str, Path]:
     return {"torch": root / "run", "onnx": root / "bundle"}
 
 
-def written_tracks(path: Path) -> list[Piece]:
-    """The tracks of a MIDI file ``compose`` wrote, one Piece each: the writer puts the unisons
-    within one track on MIDI tracks of their own, named 'Name (2)', 'Name (3)'... after it."""
+def regrouped(path: Path) -> Piece:
+    """A MIDI file ``compose`` wrote, with its tracks as the piece had them: the writer puts the
+    unisons within one track on MIDI tracks of their own, named 'Name (2)', 'Name (3)'... after it."""
     p = read_any(path)[0]
     of, k = [], -1
     for t in p.tracks:
         k += not re.search(r" \(\d+\)$", t.name)
         of.append(k)
-    index = np.array(of, dtype=np.int64)
-    return [p.select(index[p.track] == j) for j in range(k + 1)]
+    out = p.select(slice(None))
+    out.track = np.array(of, dtype=np.int64)[p.track]
+    out.tracks = [t for t in p.tracks if not re.search(r" \(\d+\)$", t.name)]
+    return out
+
+
+def written_tracks(path: Path) -> list[Piece]:
+    """The tracks of a MIDI file ``compose`` wrote, one Piece each."""
+    p = regrouped(path)
+    return [p.select(p.track == j) for j in range(len(p.tracks))]
 
 
 def notes(p: Piece, tracks=None) -> list[tuple]:
@@ -182,3 +190,16 @@ def test_songs_that_cannot_fit_say_why_in_one_line(engines, music_dir, eighteen_
     assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1, res.output
     assert "147 bars" in res.output and "at most 128 bars" in res.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_cli_compositions_come_out_in_the_key_and_band_asked_with_either_engine(engines, tmp_path, engine):
+    for seed, (key, band) in enumerate([("D minor", "high"), ("Eb major", "low")]):
+        out = tmp_path / f"c{seed}.mid"
+        res = cli("compose", engines[engine], "--key", key, "--density", band, "--instruments", "piano,violin",
+                  "--bars", "4", "--out", out, "--seed", seed)
+        assert res.exit_code == 0, res.output
+        said = " ".join(res.output.split())
+        assert f"asked: key {key}" in said and f"found: key {key}" in said and f"density {band}" in said
+        made = regrouped(out)
+        assert key_name(made) == key and ("low", "medium", "high")[density_band(made)] == band

@@ -10,9 +10,10 @@ and prime included), with a small prior in the shape of the asked key's profile 
 first notes are free). Before each pitch is chosen it asks, for each pitch class, what the
 estimate would be with one more beat of it. While the asked key leads every other key's
 correlation by at least ``MARGIN``, nothing more is masked. When it does not, only the pitch
-classes after which the asked key leads are allowed (if none is, the ones that bring it
-closest): in practice the tonic and the pitch classes that tell the key from its rival
-(for D minor against F major: D, E, A and C#, never F or C), i.e. the tonal centre the
+classes of its scale that widen its lead over the best other key (or narrow that key's lead)
+are allowed, or if none does, the one that comes closest: in practice the tonic and the
+pitch classes that tell the key from its rival
+(for D minor against F major: D, E, A and C#; not F, G, Bb or C), the tonal centre the
 profile says the asked key has. The check is the estimate's own, to first order, so it
 steers exactly toward what is measured, and only as much as needed.
 
