@@ -17,8 +17,8 @@ Rows:
 - a tune from outside the chorales (../shared/music/english1.mid) harmonized, then opened by
   music21: how many parts it finds;
 - compositions to order (``--compositions`` per request, 8 bars): share in the key asked for
-  (Krumhansl-Schmuckler estimate), in the meter, at the tempo, with exactly the instruments,
-  in the density band;
+  (Krumhansl-Schmuckler estimate; and music21's, Aarden-Essen, on the MIDI file), in the
+  meter, at the tempo, with exactly the instruments, in the density band;
 - per run: held-out loss in bits per note (the split's total loss over its notes), the
   compositions' distance to the held-out chorales and their grammar repairs (``seqgen eval``'s).
 """
@@ -189,6 +189,17 @@ def folk_parts(gen) -> dict:
     return {"folk_parts": parts, "folk_tracks": ", ".join(t.name for t in h.tracks)}
 
 
+def music21_key(piece) -> str:
+    """The key music21 finds in the MIDI file of ``piece`` (its default: Aarden-Essen profiles)."""
+    from music21 import converter
+
+    from seqgen.music.files import write_piece
+
+    with tempfile.TemporaryDirectory() as d:
+        key = converter.parse(str(write_piece(piece, Path(d) / "k.mid"))).analyze("key")
+    return f"{key.tonic.name.replace('-', 'b')} {key.mode}"
+
+
 def most_common(found: list[str], n: int = 3) -> str:
     """'F major 9, D minor 4, A minor 3': what was found most often, with counts."""
     names, counts = np.unique(found, return_counts=True)
@@ -222,6 +233,7 @@ def requests(gen, n: int) -> dict:
 
             hit = [key_name(p) == key_text(ctl.key) for p in made]
             out[f"found {label}"] = most_common([key_name(p) for p in made])
+            out[f"ask {label} (music21 key)"] = float(np.mean([music21_key(p) == key_text(ctl.key) for p in made]))
         elif ctl.meter is not None:
             hit = [p.time_sigs[0, 1:].tolist() == [3, 4] for p in made]
         elif ctl.tempo_band is not None:
