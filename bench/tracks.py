@@ -5,6 +5,7 @@ order, and the held-out loss per note of runs of either token version, in one ta
     python bench/tracks.py runs/bach                          # every row below
     python bench/tracks.py runs/bach --before runs/bach-v1    # and a version-1 run's rows beside it
     python bench/tracks.py runs/bach --pieces 5 --compositions 5   # quicker
+    python bench/tracks.py runs/bach --only requests          # the compositions to order alone
 
 Rows:
 - harmonizing the sopranos of held-out chorales (the run's own split): soprano kept exactly;
@@ -16,8 +17,8 @@ Rows:
 - a tune from outside the chorales (../shared/music/english1.mid) harmonized, then opened by
   music21: how many parts it finds;
 - compositions to order (``--compositions`` per request, 8 bars): share in the key asked for
-  (Krumhansl-Schmuckler estimate), in the meter, at the tempo, with exactly the instruments,
-  in the density band;
+  (Krumhansl-Schmuckler estimate; and music21's, Aarden-Essen, on the MIDI file), in the
+  meter, at the tempo, with exactly the instruments, in the density band;
 - per run: held-out loss in bits per note (the split's total loss over its notes), the
   compositions' distance to the held-out chorales and their grammar repairs (``seqgen eval``'s).
 """
@@ -99,7 +100,11 @@ def bits_per_note(model, ids, tok, tracks_from: int, device="cpu") -> tuple[floa
     return float(-lp[sel].sum()), notes
 
 
-def run_figures(run: str, pieces: int, compositions: int) -> dict:
+def run_figures(run: str, pieces: int, compositions: int, only: str | None = None) -> dict:
+    if only == "requests":
+        from seqgen.engines.load import open_generator
+
+        return requests(open_generator(Path(run)), compositions)
     from seqgen.checkpoint import open_checkpoint, run_data
     from seqgen.data.music import held_out_pieces
     from seqgen.evaluate import evaluate_run
@@ -184,6 +189,24 @@ def folk_parts(gen) -> dict:
     return {"folk_parts": parts, "folk_tracks": ", ".join(t.name for t in h.tracks)}
 
 
+def music21_key(piece) -> str:
+    """The key music21 finds in the MIDI file of ``piece`` (its default: Aarden-Essen profiles)."""
+    from music21 import converter
+
+    from seqgen.music.files import write_piece
+
+    with tempfile.TemporaryDirectory() as d:
+        key = converter.parse(str(write_piece(piece, Path(d) / "k.mid"))).analyze("key")
+    return f"{key.tonic.name.replace('-', 'b')} {key.mode}"
+
+
+def most_common(found: list[str], n: int = 3) -> str:
+    """'F major 9, D minor 4, A minor 3': what was found most often, with counts."""
+    names, counts = np.unique(found, return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:n]
+    return ", ".join(f"{names[i]} {counts[i]}" for i in order)
+
+
 def requests(gen, n: int) -> dict:
     from seqgen.compose import fresh_prompt, grammar_options, sample_bars
     from seqgen.music.controls import (DENSITY_NAMES, Controls, density_band, parse_instruments, parse_key,
@@ -193,10 +216,12 @@ def requests(gen, n: int) -> dict:
     tok = gen.tokenizer
     asks = [("key D minor", Controls(key=parse_key("D minor")), None),
             ("key G major", Controls(key=parse_key("G major")), None),
+            ("key F# major", Controls(key=parse_key("F# major")), None),
             ("meter 3/4", Controls(meter=(3, 4)), None),
             ("tempo 90", Controls(tempo_band=tempo_band(90)), None),
             ("instruments soprano,alto,tenor,bass", Controls(), parse_instruments("soprano,alto,tenor,bass-voice")),
-            ("density high", Controls(density=2), None), ("density low", Controls(density=0), None)]
+            ("density high", Controls(density=2), None), ("density medium", Controls(density=1), None),
+            ("density low", Controls(density=0), None)]
     out = {}
     for label, ctl, tracks in asks:
         grammar = grammar_options(ctl, tracks)
@@ -207,6 +232,8 @@ def requests(gen, n: int) -> dict:
             from seqgen.music.controls import key_text
 
             hit = [key_name(p) == key_text(ctl.key) for p in made]
+            out[f"found {label}"] = most_common([key_name(p) for p in made])
+            out[f"ask {label} (music21 key)"] = float(np.mean([music21_key(p) == key_text(ctl.key) for p in made]))
         elif ctl.meter is not None:
             hit = [p.time_sigs[0, 1:].tolist() == [3, 4] for p in made]
         elif ctl.tempo_band is not None:
@@ -215,6 +242,7 @@ def requests(gen, n: int) -> dict:
             hit = [[t.name for t in p.tracks] == [t.name for t in tracks] for p in made]
         else:
             hit = [DENSITY_NAMES[density_band(p)] == DENSITY_NAMES[ctl.density] for p in made]
+            out[f"found {label}"] = most_common([DENSITY_NAMES[density_band(p)] for p in made])
         out[f"ask {label}"] = float(np.mean(hit))
         out[f"repairs {label}"] = int(sum(p.info["dropped_tokens"] + p.info["notes_cut"] for p in made))
     return out
@@ -226,10 +254,11 @@ def main() -> None:
     ap.add_argument("--before", help="a version-1 run of the same corpus, for the last rows")
     ap.add_argument("--pieces", type=int, default=20)
     ap.add_argument("--compositions", type=int, default=20)
+    ap.add_argument("--only", choices=["requests"], help="only the rows of compositions to order")
     args = ap.parse_args()
-    cols = {"after": run_figures(args.run, args.pieces, args.compositions)}
+    cols = {"after": run_figures(args.run, args.pieces, args.compositions, args.only)}
     if args.before:
-        cols["before"] = run_figures(args.before, args.pieces, args.compositions)
+        cols["before"] = run_figures(args.before, args.pieces, args.compositions, args.only)
     keys = list(dict.fromkeys(k for c in cols.values() for k in c))
     heads = [f"{name} ({args.before if name == 'before' else args.run})" for name in cols]
     print("| measure | " + " | ".join(heads) + " |")

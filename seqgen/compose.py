@@ -75,14 +75,17 @@ def fresh_prompt(tok, controls=None, tracks=None) -> np.ndarray:
 
 def grammar_options(controls=None, tracks=None) -> dict:
     """The grammar's options for what was asked: exactly the tracks asked for; in the key asked
-    for, only its scale's pitches (``key_scale``)."""
+    for, only its scale's pitches (``key_scale``) and steering toward its tonal centre; the
+    density band asked for, as onsets per track and bar (``seqgen.tokenizers.steering``)."""
     from seqgen.music.controls import key_scale
 
     options: dict = {}
     if tracks:
         options.update(min_tracks=len(tracks), max_tracks=len(tracks))
     if controls is not None and controls.key is not None:
-        options["scale"] = key_scale(controls.key)
+        options.update(scale=key_scale(controls.key), key=controls.key)
+    if controls is not None and controls.density is not None:
+        options["density"] = controls.density
     return options
 
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqgen.compose import TOKENS_PER_BAR, check_controls, is_midi_run, merged_controls
+from seqgen.compose import TOKENS_PER_BAR, check_controls, grammar_options, is_midi_run, merged_controls
 from seqgen.errors import ConfigError, SeqgenError
-from seqgen.music.controls import ROLES, Controls, role_of
+from seqgen.music.controls import MAX_TRACKS, ROLES, Controls, role_of
 from seqgen.music.piece import DRUMS, Piece
 from seqgen.options import SamplingOptions
 from seqgen.sampling import exempt_ids, generate
@@ -88,17 +88,18 @@ def write_tracks(gen, given: Piece, new_tracks=None, controls: Controls | None =
         raise ConfigError(f"the given music has {n_bars} bars; this command writes at most {MAX_BARS} bars at a time "
                           "(cut the file, or write it in parts)")
     bars = np.split(ids[bar_at[0]:], bar_at[1:] - bar_at[0])
+    steer = grammar_options(controls)  # the key and density asked for (not those read off the given music)
     if new_tracks:
         tracks = list(given.tracks) + list(new_tracks)
         if len(tracks) > 16:
             raise ConfigError(f"{len(tracks)} tracks in all; the tokens hold at most 16")
         prompt = np.asarray(header_ids(tok, tracks, ctl), dtype=np.int64)
         grammar = TokenGrammar(tok, bars=n_bars, role_ranges=role_ranges, min_tracks=len(tracks),
-                               max_tracks=len(tracks), voices=voices)
+                               max_tracks=len(tracks), voices=voices, **steer)
     else:
         prompt = ids[:bar_at[0]]
         grammar = TokenGrammar(tok, bars=n_bars, role_ranges=role_ranges, min_tracks=g + min_new,
-                               first_roles=first_roles, distinct_roles=distinct_roles, voices=voices)
+                               first_roles=first_roles, distinct_roles=distinct_roles, voices=voices, **steer)
     constraint = Constraint([grammar], [Script(bars, tok.bar_id)])
     steps = 16 * 8 + n_bars * TOKENS_PER_BAR
     opts = (options or SamplingOptions()).check()
@@ -114,6 +115,10 @@ def write_tracks(gen, given: Piece, new_tracks=None, controls: Controls | None =
     new = decoded.only_tracks(range(g, len(decoded.tracks)))
     piece = given.joined(new)
     piece.info = {**decoded.info, "tokens": len(written), "given_tracks": g}
+    # the given notes are the file's own: what their tokens lose (quantized unisons) is no repair of the model's
+    alone = tok.decode(np.concatenate((ids, [tok.eos_id])), tpq=given.tpq).info
+    for k in ("dropped_tokens", "notes_cut"):
+        piece.info[k] = max(0, piece.info[k] - alone[k])
     return piece
 
 
@@ -158,11 +163,10 @@ def fill_tracks(gen, song: Piece, fill: list[int], controls: Controls | None = N
     note for note; the tracks keep their places."""
     require_tracks(gen, "fill tracks")
     check_controls(gen, controls)
-    keep = [i for i in range(len(song.tracks)) if i not in fill]
-    if not keep:
+    if not [i for i in range(len(song.tracks)) if i not in fill]:
         raise ConfigError(f"nothing would be kept: every track of the file is to be filled ({track_list(song)})")
-    if len(song.tracks) > 16:
-        raise ConfigError(f"the file has {len(song.tracks)} tracks; filling works on songs of at most 16")
+    song, fill, merged = merge_to_fit(song, fill)
+    keep = [i for i in range(len(song.tracks)) if i not in fill]
     given = song.only_tracks(keep)
     piece = write_tracks(gen, given, [song.tracks[i] for i in fill], controls, options, rng)
     order = keep + list(fill)  # piece's tracks are in this order: put them back in the song's
@@ -176,4 +180,37 @@ def fill_tracks(gen, song: Piece, fill: list[int], controls: Controls | None = N
     placed.program = np.array([DRUMS if placed.tracks[k].drum else placed.tracks[k].program
                                for k in placed.track.tolist()], dtype=np.int64)
     placed.info["filled"] = [song.tracks[i].name for i in fill]
+    if merged:
+        placed.info["merged_tracks"] = merged
     return placed.sorted()
+
+
+def merge_to_fit(song: Piece, fill: list[int]) -> tuple[Piece, list[int], list[str]]:
+    """A song of more than MAX_TRACKS tracks with the tracks that share an instrument merged
+    into one (the first one's name), ``fill`` renumbered, and a line per merge ('tracks 8, 9
+    and 16 (Program 29)'); as it was when it fits. One line when it cannot fit, or when a
+    merge would join a track to keep with one to fill."""
+    if len(song.tracks) <= MAX_TRACKS:
+        return song, list(fill), []
+    instrument = [DRUMS if t.drum else t.program for t in song.tracks]
+    order = list(dict.fromkeys(instrument))  # the instruments in the order they first come
+    if len(order) > MAX_TRACKS:
+        raise ConfigError(f"the file has {len(song.tracks)} tracks and {len(order)} instruments; the tokens hold at "
+                          f"most {MAX_TRACKS} tracks (tracks that share an instrument are merged), so write a file "
+                          f"with fewer instruments")
+    groups = [[k for k, p in enumerate(instrument) if p == prog] for prog in order]
+    merged = []
+    for g in groups:
+        if len(g) > 1 and len({k in fill for k in g}) > 1:
+            raise ConfigError(f"tracks {_numbers(g)} share an instrument and are merged to fit {MAX_TRACKS} tracks; "
+                              "fill them or keep them together")
+        if len(g) > 1:
+            merged.append(f"tracks {_numbers(g)} ({song.tracks[g[0]].name})")
+    out = song.select(slice(None))
+    out.track = np.array([order.index(p) for p in instrument], dtype=np.int64)[song.track]
+    out.tracks = [song.tracks[g[0]] for g in groups]
+    return out, [j for j, g in enumerate(groups) if g[0] in fill], merged
+
+
+def _numbers(ks: list[int]) -> str:
+    return ", ".join(map(str, ks[:-1])) + f" and {ks[-1]}"

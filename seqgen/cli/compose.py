@@ -154,6 +154,8 @@ def compose(
             chosen = pick_tracks(source, fill if fill is not None else keep, "--fill" if fill is not None else "--keep")
             to_fill = chosen if fill is not None else [i for i in range(len(source.tracks)) if i not in chosen]
             piece = fill_tracks(gen, source, to_fill, asked, options, rng)
+            for line in piece.info.get("merged_tracks", []):
+                err.print(f"[dim]merged {line} into one track: the tokens hold at most 16 tracks[/]")
         if tempo is not None:
             piece = piece.with_tempo(tempo)
     elif infill is not None:

@@ -8,7 +8,10 @@ header's order; ``seqgen.tokenizers.tracks``). Rules: a Duration only right afte
 only after a Position, and only a Duration after it; a Position never goes back within a bar (a
 version-2 track part); the same note never twice at one position; PedalOff only while the pedal
 is down; in the last bar (``bars``) no duration runs past the end and then only EOS; a meter
-given in the header holds in every bar; ``ranges`` keeps a track's pitches in a range.
+given in the header holds in every bar; ``ranges`` keeps a track's pitches in a range;
+``key`` and ``density`` steer toward the key and the density band asked for
+(``seqgen.tokenizers.steering``: the tonal centre the key estimate reads, and the onsets each
+track's part of a bar holds).
 
 ``Script`` forces tokens: the given tracks' part of each bar, written ahead of the model's.
 ``Constraint`` is what the sampler takes: one grammar (and script) per row.
@@ -20,6 +23,8 @@ from collections import deque
 
 import numpy as np
 
+from seqgen.tokenizers.steering import KeySteer, density_bounds
+
 HEADER_ORDER = ("Key", "TimeSig", "TempoBand", "Density")
 MAX_CHORD = 12  # notes one track (version 1: the bar) may start at one position
 
@@ -27,11 +32,15 @@ MAX_CHORD = 12  # notes one track (version 1: the bar) may start at one position
 class TokenGrammar:
     def __init__(self, tok, bars: int | None = None, ranges: dict[int, tuple[int, int]] | None = None,
                  min_tracks: int = 1, max_tracks: int = 16, first_roles=None, role_ranges=None,
-                 distinct_roles: bool = False, end_id: int | None = None, voices: bool = False, scale=None):
+                 distinct_roles: bool = False, end_id: int | None = None, voices: bool = False, scale=None,
+                 key: int | None = None, density: int | None = None):
         self.tok, self.bars, self.ranges = tok, bars, dict(ranges or {})
         self.voices = voices  # tracks with a role (choir voices) sing one note at a time and never cross
         self.scale = None if scale is None else np.asarray(scale, dtype=bool)  # (12,) pitch classes allowed
         self.sung: dict[int, list[tuple[int, int, int]]] = {}  # part -> [(start, end, pitch)] in steps
+        self.key_steer = None if key is None else KeySteer(key, tok.resolution)
+        self.density = density  # the band asked for (v2): onsets per part of a bar (steering.density_bounds)
+        self.onsets = 0  # positions with a note in the current part (v2: track part of a bar)
         self.end_id = tok.eos_id if end_id is None else end_id  # what closes the last bar (a caller may stop at a Bar)
         self.role_ranges = dict(role_ranges or {})  # role index -> (lowest, highest) pitch
         self.distinct_roles = distinct_roles  # a role once taken is not taken again
@@ -48,6 +57,7 @@ class TokenGrammar:
             self._k.update({n: tok.kind_index(n) for n in ("Key", "TempoBand", "Density", "Track", "Instrument",
                                                            "Role")})
         self._masks = {n: self.kind == i for n, i in self._k.items()}
+        self.n_pos = int(self._masks["Position"].sum())
         self.phase = "start"  # start -> header (v2) -> body -> end
         self.stage = 0  # header: the next control slot that may come
         self.tracks: list[int] = []  # v2: instrument of each declared track
@@ -107,6 +117,7 @@ class TokenGrammar:
                 self.bar_start += self.bar_len
             self.bar += 1
             self.in_head, self.seg, self.pos, self.last, self.here = True, -1, -1, "marker", set()
+            self.onsets = 0
             return
         if k == K["TimeSig"]:
             self.bar_len = self.tok.bar_steps(int(self.tok._value[i]))
@@ -115,6 +126,7 @@ class TokenGrammar:
         self.in_head = False
         if self.v2 and k == K["Track"]:
             self.seg, self.pos, self.last, self.here = int(self.tok._value[i]), -1, "marker", set()
+            self.onsets = 0
         elif k == K["Position"]:
             self.pos, self.last, self.here = int(self.tok._value[i]), "pos", set()
         elif k in (K["Tempo"], K["PedalOn"], K["PedalOff"]):
@@ -130,9 +142,12 @@ class TokenGrammar:
             self.note = i
         elif k == K["Duration"]:
             self.last = "dur"
+            self.onsets += not self.here
             self.here.add(self.note)
             start = self.bar_start + self.pos
             end = start + int(self.tok.durations[self.tok._value[i]])
+            if self.key_steer is not None and self.kind[self.note] == self._k["Pitch"]:
+                self.key_steer.add(int(self.tok._value[self.note]), end - start)
             self.max_end = max(self.max_end, end)
             if self.voices:
                 self.sung.setdefault(self.seg, []).append((start, end, int(self.tok._value[self.note])))
@@ -212,6 +227,12 @@ class TokenGrammar:
             if below is not None:
                 m[base:base + below] = False
             self._no_parallels(m, t)
+        if self.key_steer is not None:  # toward the tonal centre of the key asked for, when it wavers
+            pcs = self.key_steer.allowed()
+            if pcs is not None:
+                keep = np.tile(pcs, 11)[:128]
+                if (m[base:base + 128] & keep).any():
+                    m[base:base + 128] &= keep
 
     def _no_parallels(self, m: np.ndarray, t: int) -> None:
         """No parallel fifths or octaves with a voice already written: from a perfect fifth or
@@ -246,6 +267,35 @@ class TokenGrammar:
         m[base + max(first, 0):base + self.bar_len] = True
 
     def _body_allowed(self, m: np.ndarray) -> np.ndarray:
+        m = self._body_rules(m)
+        if self.density is None or not self.v2 or self.seg < 0 or self.bar == 0:
+            return m
+        steered = self._steer_density(m.copy())
+        return steered if steered.any() else m
+
+    def _steer_density(self, m: np.ndarray) -> np.ndarray:
+        """The density band asked for: the part holds between the bounds' onsets (module
+        ``seqgen.tokenizers.steering``); a choir voice keeps its notes inside the bar."""
+        lo, hi = density_bounds(self.density, self.bar_len, self.tok.resolution)
+        k, P, L = self.onsets, self.o["Position"], self.bar_len
+        gap = max(1, min(self.tok.resolution // 2, L // max(lo, 1)))  # the onsets owed, an eighth apart
+        if self.last == "note":
+            if self._is_voice() and lo > 0:  # this note is a new onset: room after it for those still owed
+                owed = lo - k - 1
+                room = L - self.pos - (owed - 1) * gap - 1 if owed > 0 else L - self.pos
+                d = self.o["Duration"]
+                m[d:d + len(self.tok.durations)] &= self.tok.durations <= room
+            return m
+        if k < lo:  # not closing yet; a new position leaves room for the onsets still owed after it
+            end = np.zeros_like(m)
+            self._end_of_part(end)
+            m &= ~end
+            m[P + L - (lo - k - 1) * gap:P + self.n_pos] = False
+        if k >= hi:
+            m[P:P + self.n_pos] = False
+        return m
+
+    def _body_rules(self, m: np.ndarray) -> np.ndarray:
         K = self._masks
         if self.last == "note":
             m[K["Duration"]] = True
@@ -356,7 +406,7 @@ class Constraint:
             elif s is not None and s.closing:
                 end = np.zeros_like(out[r])
                 self.grammars[r]._end_of_part(end)
-                out[r] &= end
+                out[r] = out[r] & end if (out[r] & end).any() else end
         return out
 
     def push(self, ids: np.ndarray) -> None:
