@@ -5,6 +5,9 @@ the worker reads the prompts of the rows that join (one prefill call each) and d
 that ended or whose client went away. Every step then draws each row's next token under that
 row's own options (``seqgen.sampling.pick``: its rng, its repetition guard, its banned ids) and
 advances all rows in one ``engine.advance`` call, their states stacked along the batch axis.
+When the engine draws itself (a bundle's sampling loop, ``OnnxEngine.draw``) and every row
+samples with its temperature alone, one call instead draws ``DRAW_STEPS`` steps of every row,
+each row from its own random numbers, and the rows then take their ids in order.
 
 A state whose length grows with the text (a transformer's KV cache) cannot be stacked across rows
 that have read different numbers of tokens; such an engine, and the torch engine (whose state
