@@ -272,27 +272,33 @@ def _drawn(engine, logits, state, steps: int, options: SamplingOptions, rng: np.
            stop_id: int | None, banned, logprobs: bool) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """``generate_steps``' loop with the draws made in the engine, a chunk of steps per call. The
     engine is handed the same uniform numbers the loop above would draw, in the same order (one
-    per row per step), and draws by the same rule, so the same ids come out."""
+    per row per step), and draws by the same rule, so the same ids come out; when the loop ends
+    (or its reader stops early), ``rng`` is left where the loop above would leave it."""
     b = logits.shape[0]
     bias = np.zeros(logits.shape[-1])
     bias[list(banned)] = -np.inf
     done = np.zeros(b, dtype=bool)
+    start = rng.bit_generator.state
     made, chunk, unused = 0, 0, np.zeros((0, b))
-    while made < steps:
-        want = min(DRAW_CHUNKS[min(chunk, len(DRAW_CHUNKS) - 1)], steps - made)
-        u = np.concatenate([unused, rng.random((want - len(unused), b))]) if want > len(unused) else unused[:want]
-        ids, logp, logits, state = engine.draw(logits, state, u, options.temperature, bias)
-        unused = u[len(ids):]  # the engine took fewer steps: these numbers come first next time
-        chunk += 1
-        for k in range(len(ids)):
-            nxt = ids[k]
-            if stop_id is not None:
-                nxt = np.where(done, stop_id, nxt)
-                done |= nxt == stop_id
-            yield nxt, (logp[k] if logprobs else None)
-            made += 1
-            if done.all() or made == steps:
-                return
+    try:
+        while made < steps:
+            want = min(DRAW_CHUNKS[min(chunk, len(DRAW_CHUNKS) - 1)], steps - made)
+            u = np.concatenate([unused, rng.random((want - len(unused), b))]) if want > len(unused) else unused[:want]
+            ids, logp, logits, state = engine.draw(logits, state, u, options.temperature, bias)
+            unused = u[len(ids):]  # the engine took fewer steps: these numbers come first next time
+            chunk += 1
+            for k in range(len(ids)):
+                nxt = ids[k]
+                if stop_id is not None:
+                    nxt = np.where(done, stop_id, nxt)
+                    done |= nxt == stop_id
+                made += 1
+                yield nxt, (logp[k] if logprobs else None)
+                if done.all() or made == steps:
+                    return
+    finally:  # drawn ahead: put the generator back, then take the numbers of the steps made
+        rng.bit_generator.state = start
+        rng.random((made, b))
 
 
 def generate(engine: Engine, prompt: np.ndarray, steps: int, temperature: float = 1.0,
