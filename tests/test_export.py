@@ -241,6 +241,7 @@ def test_bundle_errors(exported, tmp_path):
 
     from seqgen.engines.onnx_engine import open_bundle
     from seqgen.errors import CheckpointError
+    from seqgen.sampling import complete
 
     _, bundle, _ = exported("gru")
     copy = tmp_path / "b"
@@ -250,7 +251,18 @@ def test_bundle_errors(exported, tmp_path):
     with pytest.raises(CheckpointError, match="format 99.*upgrade seqgen"):
         open_bundle(copy)
     (copy / "seqgen.json").write_text(json.dumps(meta))
-    assert open_bundle(copy).model_type == "gru"
+    assert open_bundle(copy).model_type == "gru" and open_bundle(copy).engine.can_draw
+    (copy / meta["loop_file"]).unlink()
+    with pytest.raises(CheckpointError, match="sample_loop.onnx is missing; re-export"):
+        open_bundle(copy)
+    # a bundle exported before the sampling loop: it samples one step per call, the same ids
+    older = {k: v for k, v in meta.items() if k != "loop_file"}
+    (copy / "seqgen.json").write_text(json.dumps(older))
+    old_gen, new_gen = open_bundle(copy), open_bundle(bundle)
+    assert not old_gen.engine.can_draw
+    prompt = old_gen.tokenizer.encode("First")
+    a, b = (list(complete(g, prompt, 30, temperature=0.9, rng=np.random.default_rng(4))) for g in (old_gen, new_gen))
+    np.testing.assert_array_equal(np.stack(a), np.stack(b))
     (copy / "model.onnx").unlink()
     with pytest.raises(CheckpointError, match="model.onnx is missing"):
         open_bundle(copy)
