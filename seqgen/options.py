@@ -16,6 +16,7 @@ from typing import Any, Optional
 from seqgen.config import DEFAULT_TEMPERATURE
 from seqgen.errors import ConfigError
 
+MIN_PLAIN_TEMPERATURE = 1e-2  # the lowest temperature ``SamplingOptions.temperature_only`` draws with
 DEFAULT_REPEAT_WINDOW = 64  # tokens the repetition penalty looks back over (llama.cpp's default)
 
 
@@ -69,6 +70,14 @@ class SamplingOptions:
         if self.no_repeat_ngram is not None and not (_whole(self.no_repeat_ngram) and self.no_repeat_ngram >= 0):
             raise ConfigError(f"no-repeat-ngram must be an integer >= 1 (0 = off), got {self.no_repeat_ngram}")
         return self
+
+    @property
+    def temperature_only(self) -> bool:
+        """Whether the draw is the temperature alone (no top-k, top-p or min-p, not greedy): the
+        shortest path of ``seqgen.sampling.pick``, and what an engine's sampling loop draws. Below
+        ``MIN_PLAIN_TEMPERATURE`` the division may overflow, which only the full path silences."""
+        return (self.temperature >= MIN_PLAIN_TEMPERATURE and self.top_k is None and self.top_p is None
+                and not self.min_p)
 
     @property
     def guarded(self) -> bool:

@@ -170,8 +170,6 @@ class RepeatGuard:
         return z
 
 
-_FAST_MIN_TEMPERATURE = 1e-2  # below it the division may overflow, which filtered_probs silences
-
 
 def _draw_one(logits: np.ndarray, temperature: float, rng: np.random.Generator, banned=()) -> np.ndarray:
     """``pick`` for one row with the temperature alone, in a third of the numpy calls of
@@ -194,8 +192,7 @@ def pick(logits: np.ndarray, options: SamplingOptions, rng: np.random.Generator,
     (``RepeatGuard``, rows in the same order), then the temperature and the filters. The one
     rule of every loop (a server's batched step calls it per request). A row whose allowed
     tokens are all banned keeps the allowed ones (the grammar wins)."""
-    if (guard is None and allowed is None and logits.shape[0] == 1 and options.temperature >= _FAST_MIN_TEMPERATURE
-            and options.top_k is None and options.top_p is None and not options.min_p):
+    if guard is None and allowed is None and logits.shape[0] == 1 and options.temperature_only:
         return _draw_one(logits, options.temperature, rng, banned)
     z = logits
     if len(banned) or allowed is not None:
@@ -261,8 +258,7 @@ def generate_steps(engine: Engine, prompt: np.ndarray, steps: int, options: Samp
 def _drawable(engine, options: SamplingOptions) -> bool:
     """Whether the engine can draw the ids itself (``draw``: many steps per call, the onnxruntime
     engine's sampling loop) under these options: the temperature alone, not greedy."""
-    return (getattr(engine, "can_draw", False) and options.temperature >= _FAST_MIN_TEMPERATURE
-            and options.top_k is None and options.top_p is None and not options.min_p)
+    return getattr(engine, "can_draw", False) and options.temperature_only
 
 
 DRAW_CHUNKS = (4, 8, 16, 32, 64)  # ids per ``draw`` call, growing: the first ones come soon

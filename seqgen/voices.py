@@ -22,6 +22,7 @@ from seqgen.music.piece import DRUMS, Piece
 from seqgen.options import SamplingOptions
 from seqgen.sampling import exempt_ids, generate
 from seqgen.tokenizers.grammar import Constraint, Script, TokenGrammar
+from seqgen.tokenizers.tracks import instrument_groups, merge_tracks
 
 MAX_BARS = 128  # the most bars one harmonization or fill writes (each bar carries every track)
 FAMILY_WORDS = {"piano": range(0, 8), "organ": range(16, 24), "guitar": range(24, 32), "bass": range(32, 40),
@@ -192,13 +193,11 @@ def merge_to_fit(song: Piece, fill: list[int]) -> tuple[Piece, list[int], list[s
     merge would join a track to keep with one to fill."""
     if len(song.tracks) <= MAX_TRACKS:
         return song, list(fill), []
-    instrument = [DRUMS if t.drum else t.program for t in song.tracks]
-    order = list(dict.fromkeys(instrument))  # the instruments in the order they first come
-    if len(order) > MAX_TRACKS:
-        raise ConfigError(f"the file has {len(song.tracks)} tracks and {len(order)} instruments; the tokens hold at "
+    groups = instrument_groups(song)
+    if len(groups) > MAX_TRACKS:
+        raise ConfigError(f"the file has {len(song.tracks)} tracks and {len(groups)} instruments; the tokens hold at "
                           f"most {MAX_TRACKS} tracks (tracks that share an instrument are merged), so write a file "
                           f"with fewer instruments")
-    groups = [[k for k, p in enumerate(instrument) if p == prog] for prog in order]
     merged = []
     for g in groups:
         if len(g) > 1 and len({k in fill for k in g}) > 1:
@@ -206,9 +205,7 @@ def merge_to_fit(song: Piece, fill: list[int]) -> tuple[Piece, list[int], list[s
                               "fill them or keep them together")
         if len(g) > 1:
             merged.append(f"tracks {_numbers(g)} ({song.tracks[g[0]].name})")
-    out = song.select(slice(None))
-    out.track = np.array([order.index(p) for p in instrument], dtype=np.int64)[song.track]
-    out.tracks = [song.tracks[g[0]] for g in groups]
+    out = merge_tracks(song, groups, [song.tracks[g[0]] for g in groups])
     return out, [j for j, g in enumerate(groups) if g[0] in fill], merged
 
 

@@ -93,11 +93,14 @@ class OnnxEngine:
         feed = dict(zip(self._state_inputs, state))
         feed["ids"] = np.ascontiguousarray(ids, dtype=np.int64)
         out = self._run(self.outputs, feed)
-        state = out[1:]
+        return out[0], self._cut(out[1:])
+
+    def _cut(self, state: list) -> tuple:
+        """The state with each sliding cache that grew past ``keep + slack`` cut to its last ``keep``."""
         for i, axis, keep, slack in self._trims:
             if state[i].shape[axis] > keep + slack:
                 state[i] = np.ascontiguousarray(state[i][(slice(None),) * axis + (slice(-keep, None),)])
-        return out[0], tuple(state)
+        return tuple(state)
 
     def advance(self, ids: np.ndarray, state) -> tuple[np.ndarray, tuple]:
         logits, state = self.forward(ids, state)
@@ -105,11 +108,11 @@ class OnnxEngine:
 
     def draw(self, logits: np.ndarray, state, uniforms: np.ndarray, temperature: float, bias: np.ndarray):
         """Draw and feed up to ``len(uniforms)`` ids per row in one call (``seqgen.engines.loop``):
-        from ``logits`` (B, V), with ``uniforms`` (n, B) in [0, 1), ``temperature`` > 0 and ``bias``
-        (V,) added first (-inf: never drawn). Returns (ids (k, B), their log-probabilities (k, B),
-        the logits after the last id (B, V), the state), k <= n: a sliding cache takes no more
-        steps at once than it would before its next cut, so the same tokens come out as one
-        ``advance`` per step gives."""
+        from ``logits`` (B, V), with ``uniforms`` (n, B) in [0, 1), ``temperature`` > 0 (or one
+        per row, (B, 1)) and ``bias`` (V,) or (B, V) added first (-inf: never drawn). Returns (ids
+        (k, B), their log-probabilities (k, B), the logits after the last id (B, V), the state),
+        k <= n: a sliding cache takes no more steps at once than it would before its next cut, so
+        the same tokens come out as one ``advance`` per step gives."""
         n = len(uniforms)
         for i, axis, keep, slack in self._trims:
             n = min(n, keep + slack + 1 - state[i].shape[axis])
@@ -122,11 +125,7 @@ class OnnxEngine:
                     uniforms=np.ascontiguousarray(uniforms[:n], dtype=np.float64),
                     temperature=np.array(temperature, dtype=np.float64), bias=np.asarray(bias, dtype=np.float64))
         out = self._loop.run(None, feed)
-        state = list(out[1:-2])
-        for i, axis, keep, slack in self._trims:
-            if state[i].shape[axis] > keep + slack:
-                state[i] = np.ascontiguousarray(state[i][(slice(None),) * axis + (slice(-keep, None),)])
-        return out[-2], out[-1], out[0], tuple(state)
+        return out[-2], out[-1], out[0], self._cut(list(out[1:-2]))
 
 
 class KvState:

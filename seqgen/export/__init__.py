@@ -337,7 +337,7 @@ def export_checkpoint(ckpt, out: Path, quantize: str | None = None, tolerance: f
             if quantize and change is not None and change > INT8_MAX_LOSS_INCREASE:
                 raise ExportError(f"int8 quantization raises the validation loss by {change:.3f} nats/token "
                                   f"(limit {INT8_MAX_LOSS_INCREASE}); no bundle written")
-        loop = _write_sampling_loop(work, layout, model.config.vocab_size, report, log)
+        loop = _write_sampling_loop(work, engine, model.config.vocab_size, report, log)
         for extra in work.iterdir():
             if extra.name not in (MODEL_FILE, LOOP_FILE):
                 extra.unlink() if extra.is_file() else shutil.rmtree(extra)
@@ -397,31 +397,30 @@ def _name(exporter: str) -> str:
     return {"auto": "fused", "dynamo": "the dynamo exporter"}.get(exporter, exporter)
 
 
-def _write_sampling_loop(work: Path, layout: list[dict], vocab: int, report: ExportReport, log) -> bool:
-    """Write the step graph inside its sampling loop (``seqgen.engines.loop``) beside it, checked:
-    drawn in the loop, ids and log-probabilities must be those of one step per call. A graph the
-    loop does not fit (a KV buffer bound once) or that fails the check leaves no loop file, and
-    the bundle samples one step per call."""
+def _write_sampling_loop(work: Path, step, vocab: int, report: ExportReport, log) -> bool:
+    """Write the step graph inside its sampling loop (``seqgen.engines.loop``) beside it, checked
+    against ``step`` (the checked engine of that graph): drawn in the loop, ids and
+    log-probabilities must be those of one step per call. A graph the loop does not fit (a KV
+    buffer bound once) or that fails the check leaves no loop file, and the bundle samples one
+    step per call."""
     import onnx
 
     from seqgen.engines.loop import sampling_loop
     from seqgen.sampling import generate_steps
 
-    if any(s.get("buffer") for s in layout):
+    if any(s.get("buffer") for s in step.layout):
         return False
-    step = open_engine(work / MODEL_FILE, layout)
+    why = "its ids differ from one step per call"
     try:
         onnx.save(sampling_loop(onnx.load(str(work / MODEL_FILE)), step.inputs[1:], step.outputs[1:]),
                   str(work / LOOP_FILE))
-        looped = open_engine(work / MODEL_FILE, layout, loop_path=work / LOOP_FILE)
+        looped = open_engine(work / MODEL_FILE, step.layout, loop_path=work / LOOP_FILE)
         prompt = np.random.default_rng(0).integers(0, vocab, (2, 5), dtype=np.int64)
         opts = SamplingOptions(temperature=1.0)
         runs = [list(generate_steps(e, prompt, 40, opts, np.random.default_rng(1))) for e in (step, looped)]
         same = all(np.array_equal(a[0], b[0]) and np.allclose(a[1], b[1], atol=1e-6) for a, b in zip(*runs))
     except Exception as e:  # onnx and onnxruntime raise many kinds; the bundle still works without it
         same, why = False, (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-    else:
-        why = "its ids differ from one step per call"
     if same:
         log("sampling loop: the same ids as one step per call, many steps per call")
         return True

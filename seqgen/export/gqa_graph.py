@@ -21,10 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from torch import nn
 
-from seqgen.errors import ExportError
-from seqgen.export.transformer_graph import save_graph
+from seqgen.export.transformer_graph import GraphBuilder, save_graph
 from seqgen.models import SeqModel
 
 KV_BUFFER = "kv-buffer"  # the bundle's "engine" value for this state layout
@@ -32,40 +30,14 @@ KV_BUFFER = "kv-buffer"  # the bundle's "engine" value for this state layout
 
 def gqa_transformer_graph(model: SeqModel, path: Path) -> tuple[int, list[dict], dict]:
     """Write the graph; returns (opset, state layout, the engine's description of the buffer)."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    from seqgen.models.transformer import TransformerLM
-
-    if type(model) is not TransformerLM:
-        raise ExportError(f"the GroupQueryAttention graph is for TransformerLM, not {type(model).__name__}")
-    c = model.config
+    g = GraphBuilder(model, "GroupQueryAttention graph")
+    c, w, inits, nodes, const, node, skip_norm = g.config, g.w, g.inits, g.nodes, g.const, g.node, g.skip_norm
+    matmul = g.matmul
     hd = c.dim // c.heads
-    if not all(isinstance(b.mlp[1], nn.GELU) and b.mlp[1].approximate == "none" for b in model.blocks):
-        raise ExportError("the GroupQueryAttention graph expects exact GELU in the MLP")
     keep = c.window - 1
     capacity = keep + max(16, c.window // 4)
-    w = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
-    inits, nodes = [], []
-
-    def const(name: str, value) -> str:
-        inits.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def node(op: str, ins: list[str], out: str | list[str], domain: str = "", **attrs) -> str:
-        outs = [out] if isinstance(out, str) else out
-        nodes.append(helper.make_node(op, ins, outs, name=f"n{len(nodes)}_{op}", domain=domain, **attrs))
-        return out
-
-    def matmul(x: str, prefix: str, out: str) -> str:
-        return node("MatMul", [x, const(f"{prefix}.wt", w[f"{prefix}.weight"].T.copy())], out)
-
-    def skip_norm(x: str, skip: str, mod: nn.LayerNorm, prefix: str, bias: str, out: str, total: str,
-                  last: bool = False) -> tuple[str, str]:
-        ins = [x, skip, const(f"{prefix}.w", w[f"{prefix}.weight"]), const(f"{prefix}.b", w[f"{prefix}.bias"]),
-               const(bias, w[bias])]
-        node("SkipLayerNormalization", ins, [out, "", "", "" if last else total], domain="com.microsoft",
-             epsilon=mod.eps)
-        return out, total
 
     inv = c.rope_base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
     angles = np.arange(capacity, dtype=np.float64)[:, None] * inv[None, :]  # (capacity, hd/2)

@@ -15,6 +15,52 @@ from seqgen.errors import ExportError
 from seqgen.models import SeqModel
 
 
+class GraphBuilder:
+    """The nodes and initializers of a hand-built transformer step graph, and the pieces both
+    transformer graphs (this one and ``seqgen.export.gqa_graph``) are made of. ``what`` names the
+    graph in the errors for a model it does not fit."""
+
+    def __init__(self, model: SeqModel, what: str):
+        from seqgen.models.transformer import TransformerLM
+
+        if type(model) is not TransformerLM:
+            raise ExportError(f"the {what} is for TransformerLM, not {type(model).__name__}")
+        if not all(isinstance(b.mlp[1], nn.GELU) and b.mlp[1].approximate == "none" for b in model.blocks):
+            raise ExportError(f"the {what} expects exact GELU in the MLP")
+        self.config = model.config
+        self.w = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+        self.inits: list = []
+        self.nodes: list = []
+
+    def const(self, name: str, value) -> str:
+        from onnx import numpy_helper
+
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def node(self, op: str, ins: list[str], out: str | list[str], **attrs) -> str:
+        from onnx import helper
+
+        outs = [out] if isinstance(out, str) else out
+        self.nodes.append(helper.make_node(op, ins, outs, name=f"n{len(self.nodes)}_{op}", **attrs))
+        return out
+
+    def matmul(self, x: str, prefix: str, out: str) -> str:
+        """``x`` times the transposed weight of the linear layer ``prefix`` (its bias left to the caller)."""
+        return self.node("MatMul", [x, self.const(f"{prefix}.wt", self.w[f"{prefix}.weight"].T.copy())], out)
+
+    def skip_norm(self, x: str, skip: str, mod: nn.LayerNorm, prefix: str, bias: str, out: str, total: str,
+                  last: bool = False) -> tuple[str, str]:
+        """LayerNorm(x + skip + bias) as onnxruntime's ``SkipLayerNormalization``; also the sum
+        (``total``), the next residual, except after the ``last`` layer."""
+        w, const = self.w, self.const
+        ins = [x, skip, const(f"{prefix}.w", w[f"{prefix}.weight"]), const(f"{prefix}.b", w[f"{prefix}.bias"]),
+               const(bias, w[bias])]
+        self.node("SkipLayerNormalization", ins, [out, "", "", "" if last else total], domain="com.microsoft",
+                  epsilon=mod.eps)
+        return out, total
+
+
 def fused_transformer_graph(model: SeqModel, path: Path) -> tuple[int, list[dict]]:
     """Write the transformer step as a hand-built opset-23 graph with fused operators.
 
@@ -26,43 +72,19 @@ def fused_transformer_graph(model: SeqModel, path: Path) -> tuple[int, list[dict
     About 40% of the generic export's operators, and a small step is dominated by per-operator
     overhead. Weights come from the model; the parity check proves the graph matches its forward.
     """
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    from seqgen.models.transformer import TransformerLM
-
-    if type(model) is not TransformerLM:
-        raise ExportError(f"the fused graph is for TransformerLM, not {type(model).__name__}")
-    c = model.config
+    g = GraphBuilder(model, "fused graph")
+    c, w, inits, nodes, const, node, skip_norm = g.config, g.w, g.inits, g.nodes, g.const, g.node, g.skip_norm
     hd = c.dim // c.heads
-    if not all(isinstance(b.mlp[1], nn.GELU) and b.mlp[1].approximate == "none" for b in model.blocks):
-        raise ExportError("the fused graph expects exact GELU in the MLP")
-    w = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
-    inits, nodes = [], []
-
-    def const(name: str, value) -> str:
-        inits.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def node(op: str, ins: list[str], out: str | list[str], **attrs) -> str:
-        outs = [out] if isinstance(out, str) else out
-        nodes.append(helper.make_node(op, ins, outs, name=f"n{len(nodes)}_{op}", **attrs))
-        return out
 
     def linear(x: str, prefix: str, out: str, bias: bool = True) -> str:
-        y = node("MatMul", [x, const(f"{prefix}.wt", w[f"{prefix}.weight"].T.copy())], out + ("_mm" if bias else ""))
+        y = g.matmul(x, prefix, out + ("_mm" if bias else ""))
         return node("Add", [y, const(f"{prefix}.b", w[f"{prefix}.bias"])], out) if bias else y
 
     def norm(x: str, mod: nn.LayerNorm, prefix: str, out: str) -> str:
         return node("LayerNormalization", [x, const(f"{prefix}.w", w[f"{prefix}.weight"]),
                                            const(f"{prefix}.b", w[f"{prefix}.bias"])], out, epsilon=mod.eps, axis=-1)
-
-    def skip_norm(x: str, skip: str, mod: nn.LayerNorm, prefix: str, bias: str, out: str, total: str,
-                  last: bool = False) -> tuple[str, str]:
-        ins = [x, skip, const(f"{prefix}.w", w[f"{prefix}.weight"]), const(f"{prefix}.b", w[f"{prefix}.bias"]),
-               const(bias, w[bias])]
-        node("SkipLayerNormalization", ins, [out, "", "", "" if last else total], domain="com.microsoft",
-             epsilon=mod.eps)
-        return out, total
 
     i64 = lambda *v: np.array(v, dtype=np.int64)  # noqa: E731
     # positions: pos .. pos+T-1; angles (T, hd/2); position ids 0..T-1 index them

@@ -35,11 +35,6 @@ from seqgen.sampling import RepeatGuard, StopMatcher, exempt_ids, log_softmax, p
 DRAW_STEPS = 16  # steps per engine call when the engine draws (rows join, leave and see a cancel between calls)
 
 
-def _plain(o: SamplingOptions) -> bool:
-    """The temperature alone (what ``seqgen.sampling.pick`` draws on its shortest path)."""
-    return o.temperature >= 1e-2 and o.top_k is None and o.top_p is None and not o.min_p
-
-
 class QueueFull(SeqgenError):
     """More requests wait than the queue holds."""
 
@@ -229,7 +224,7 @@ class Batcher:
         """Whether every row's next ids can be drawn in the engine (``draw``: a chunk of steps per
         call): stacked states, and each row drawing with its temperature alone."""
         return bool(rows) and self.axes is not None and self.draws and all(
-            row.guard is None and row.job.logprobs is None and _plain(row.job.options) for row in rows)
+            row.guard is None and row.job.logprobs is None and row.job.options.temperature_only for row in rows)
 
     def _draw(self, rows: list[_Row]) -> None:
         """Up to ``DRAW_STEPS`` steps of every row in one engine call: each row's ids drawn from its
@@ -259,7 +254,7 @@ class Batcher:
         plain: dict[tuple, list[int]] = {}
         for k, row in enumerate(rows):
             o = row.job.options
-            if row.guard is None and _plain(o):
+            if row.guard is None and o.temperature_only:
                 plain.setdefault(tuple(row.job.banned), []).append(k)
             else:
                 out[k] = int(pick(row.logits, o, row.job.rng, row.guard, row.job.banned)[0])

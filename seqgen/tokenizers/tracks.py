@@ -33,18 +33,33 @@ EXTRA_KINDS = (("Key", 24), ("TempoBand", 8), ("Density", 3), ("Track", MAX_TRAC
                ("Role", len(ROLES)))
 
 
+def instrument_groups(piece: Piece) -> list[list[int]]:
+    """The piece's track numbers grouped by instrument (program, or drums), in the order the
+    instruments first come."""
+    inst = [DRUMS if t.drum else t.program for t in piece.tracks]
+    return [[k for k, p in enumerate(inst) if p == prog] for prog in dict.fromkeys(inst)]
+
+
+def merge_tracks(piece: Piece, groups: list[list[int]], tracks: list[Track]) -> Piece:
+    """``piece`` with each group of its tracks made one track, ``tracks[j]`` for ``groups[j]``."""
+    index = np.zeros(len(piece.tracks), dtype=np.int64)
+    for j, g in enumerate(groups):
+        index[g] = j
+    merged = piece.select(slice(None))
+    merged.track = index[piece.track]
+    merged.tracks = list(tracks)
+    return merged
+
+
 def fit_tracks(piece: Piece) -> Piece:
     """A piece of at most MAX_TRACKS tracks: beyond that, tracks of one program are merged, then
     the tracks with the fewest notes go."""
     if len(piece.tracks) <= MAX_TRACKS:
         return piece
-    progs = [t.program if not t.drum else DRUMS for t in piece.tracks]
-    order = sorted(set(progs), key=progs.index)
-    index = np.array([order.index(p) for p in progs], dtype=np.int64)
-    merged = piece.select(slice(None))
-    merged.track = index[piece.track]
-    merged.tracks = [Track(instrument_name(p), p, p == DRUMS) for p in order]
-    counts = np.bincount(merged.track, minlength=len(order))
+    groups = instrument_groups(piece)
+    progs = [DRUMS if piece.tracks[g[0]].drum else piece.tracks[g[0]].program for g in groups]
+    merged = merge_tracks(piece, groups, [Track(instrument_name(p), p, p == DRUMS) for p in progs])
+    counts = np.bincount(merged.track, minlength=len(groups))
     keep = sorted(np.argsort(-counts, kind="stable")[:MAX_TRACKS].tolist())
     return merged.only_tracks(keep)
 
