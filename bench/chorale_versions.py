@@ -77,7 +77,7 @@ def main() -> None:
     from seqgen.config import parse_duration
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--version", type=int, choices=(1, 2))
+    ap.add_argument("--version", type=int, choices=(1, 2, 3))
     ap.add_argument("--out", type=Path)
     ap.add_argument("--common", type=Path, nargs="+", help="runs to compare on the held-out pieces they share")
     ap.add_argument("--time", default="5m")

@@ -1,7 +1,7 @@
 """Voices and tracks, measured: harmonized chorales, a folk tune in four voices, compositions to
 order, and the held-out loss per note of runs of either token version, in one table.
 
-    seqgen train bach-chorales --out runs/bach                # the default 5-minute run (version-2 tokens)
+    seqgen train bach-chorales --out runs/bach                # the default 5-minute run (version-3 tokens)
     python bench/tracks.py runs/bach                          # every row below
     python bench/tracks.py runs/bach --before runs/bach-v1    # and a version-1 run's rows beside it
     python bench/tracks.py runs/bach --pieces 5 --compositions 5   # quicker
@@ -77,6 +77,9 @@ def role_index(piece, name):
     return next((i for i, t in enumerate(piece.tracks) if t.name.lower() == name), None)
 
 
+MAX_SEG = 10**6
+
+
 def bits_per_note(model, ids, tok, tracks_from: int, device="cpu") -> tuple[float, int]:
     """Sum of the losses (nats) of the tokens in the parts of tracks >= ``tracks_from``, and their notes."""
     import torch
@@ -87,12 +90,15 @@ def bits_per_note(model, ids, tok, tracks_from: int, device="cpu") -> tuple[floa
         lp = torch.log_softmax(logits.float(), -1)[0].gather(-1, x[0, 1:, None])[:, 0].cpu().numpy()
     kinds = tok.kinds_of(ids)
     track_kind, pitch_kinds = tok.kind_index("Track"), (tok.kind_index("Pitch"), tok.kind_index("Drum"))
+    mix_kind = tok.kind_index("Mix") if tok.version >= 3 else -2  # version 3: the mixed part holds the others
     seg, first_bar = -1, tok.bar_indices(ids)[0]
     mask = np.zeros(len(ids), dtype=bool)
     for i in range(first_bar, len(ids)):
         if kinds[i] == tok.kind_index("Bar"):
             seg = -1
-        elif kinds[i] == track_kind:
+        elif kinds[i] == mix_kind:
+            seg = MAX_SEG
+        elif kinds[i] == track_kind and seg != MAX_SEG:
             seg = int(tok._value[ids[i]])
         mask[i] = seg >= tracks_from
     sel = mask[1:]
@@ -156,7 +162,7 @@ def run_figures(run: str, pieces: int, compositions: int, only: str | None = Non
             made_par.append(a), made_cross.append(b)
         a, b = parallels(p)
         real_par.append(a), real_cross.append(b)
-        nats, n = bits_per_note(ckpt.model, tok.encode(p), tok, 1)  # A, T, B after the soprano
+        nats, n = bits_per_note(ckpt.model, tok.encode(p, given=1), tok, 1)  # A, T, B after the soprano
         given_nats += nats
         atb_notes += n
         nats, _ = bits_per_note(ckpt.model, tok.encode(p.only_tracks([1, 2, 3])), tok, 0)  # soprano withheld

@@ -60,6 +60,10 @@ def sample_bars(gen, prompt: np.ndarray, bars: int, temperature: float = 1.0, to
             rows[r].append(int(ids[r]))
         if done.all():
             break
+    notes = (tok.kind_index("Pitch"), tok.kind_index("Drum"))
+    for r in rows:  # a row the token budget cut off inside a note ends before that note
+        if r and tok.kinds_of([r[-1]])[0] in notes:
+            r.pop()
     return [np.concatenate((prompt, np.asarray(r, dtype=np.int64))) for r in rows]
 
 
@@ -92,7 +96,7 @@ def grammar_options(controls=None, tracks=None) -> dict:
 def check_controls(gen, controls=None, tracks=None) -> None:
     if (controls not in (None, Controls()) or tracks) and getattr(gen.tokenizer, "version", 1) < 2:
         raise SeqgenError(f"{gen.source} uses MIDI tokens of version 1, which have no key, meter, tempo, instrument "
-                          "or density controls; retrain it with this seqgen (version-2 tokens)")
+                          "or density controls; retrain it with this seqgen (its runs read music as version-3 tokens)")
 
 
 def compose(gen, bars: int | None = 16, length: int | None = None, temperature: float = 1.0,
@@ -100,7 +104,7 @@ def compose(gen, bars: int | None = 16, length: int | None = None, temperature: 
             prime: Piece | None = None, tempo: float | None = None, options: SamplingOptions | None = None,
             controls=None, tracks=None) -> Piece:
     """A new piece of ``bars`` bars (or ``length`` tokens), after ``prime`` when given. ``options``
-    (min-p, the repetition guards) replaces ``temperature``, ``top_k`` and ``top_p``. Version-2
+    (min-p, the repetition guards) replaces ``temperature``, ``top_k`` and ``top_p``. Version-2 and -3
     runs take ``controls`` (``seqgen.music.controls.Controls``) and ``tracks`` (the instruments)."""
     if not is_midi_run(gen):
         if prime is not None:

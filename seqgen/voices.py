@@ -1,10 +1,11 @@
-"""Writing tracks around given ones with a version-2 run: harmonize a melody (the model writes
-the other voices its corpus has), or regenerate some tracks of a song and keep the others note
-for note.
+"""Writing tracks around given ones with a run of version-2 or -3 tokens: harmonize a melody
+(the model writes the other voices its corpus has), or regenerate some tracks of a song and
+keep the others note for note.
 
 The given tracks go first in the header and in every bar; a ``Script`` forces their part of
 each bar, the grammar forces the Track tokens, and the model writes the remaining parts
-(``seqgen.tokenizers.tracks``: bar-major, track-minor, as MMM / MIDI-GPT). The given notes in
+(``seqgen.tokenizers.tracks``: bar-major, track-minor, as MMM / MIDI-GPT; version 3 writes
+them together, interleaved by onset, after the given parts). The given notes in
 the result are the file's own (not their tokenized copy), so they are kept exactly. When
 harmonizing, the grammar also keeps each choir voice to one note at a time, in its usual range,
 starting between the voices that sound above and below it, and out of parallel fifths and
@@ -37,7 +38,7 @@ def require_tracks(gen, what: str) -> None:
         raise ConfigError(f"{what} needs a run trained on MIDI tokens; this one is a character model")
     if getattr(gen.tokenizer, "version", 1) < 2:
         raise SeqgenError(f"{gen.source} uses MIDI tokens of version 1, which know no tracks, so it cannot {what}; "
-                          "retrain it with this seqgen (its runs read music as version-2 tokens)")
+                          "retrain it with this seqgen (its runs read music as version-3 tokens)")
 
 
 def track_list(piece: Piece) -> str:
@@ -82,7 +83,7 @@ def write_tracks(gen, given: Piece, new_tracks=None, controls: Controls | None =
     given = fit_tracks(given)
     g = len(given.tracks)
     ctl = merged_controls(controls, given)
-    ids = tok.encode(given, eos=False, controls=ctl)
+    ids = tok.encode(given, eos=False, controls=ctl, given=g)  # version 3: every given track a part of its own
     bar_at = tok.bar_indices(ids)
     n_bars = len(bar_at)
     if n_bars > MAX_BARS:

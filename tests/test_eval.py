@@ -18,7 +18,7 @@ def _piece() -> Piece:
                              (0, TPQ // 2, 36, 100, DRUMS), (TPQ, TPQ // 2, 38, 100, DRUMS)])
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_bits_per_note_is_the_total_loss_in_bits_over_the_notes(version):
     tok = MidiTokenizer(version=version)
     ids = tok.encode(_piece())

@@ -203,11 +203,11 @@ def test_serve_a_bundle_without_torch(text_bundle):
 
 @pytest.fixture(scope="module")
 def tracks_bundle(tmp_path_factory) -> Path:
-    """A bundle of a version-2 music run (tracks and controls), random weights."""
-    return midi_bundle(tmp_path_factory.mktemp("tracks"), version=2)
+    """A bundle of a music run with tracks and controls (version 3, what new runs get), random weights."""
+    return midi_bundle(tmp_path_factory.mktemp("tracks"), version=3)
 
 
-def test_harmonize_fill_and_controls_from_a_version_two_bundle_without_torch(tracks_bundle, tmp_path):
+def test_harmonize_fill_and_controls_from_a_bundle_with_tracks_without_torch(tracks_bundle, tmp_path):
     from seqgen.music.files import read_midi, write_piece
     from seqgen.music.piece import Piece, Track
 

@@ -1,5 +1,5 @@
-"""Tracks in pieces and files, the version-2 tokens, the grammar mask, and writing tracks around
-given ones (harmonize, fill) through the library and the CLI."""
+"""Tracks in pieces and files, the version-2 and -3 tokens, the grammar mask, and writing tracks
+around given ones (harmonize, fill) through the library and the CLI."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from seqgen.music.piece import Piece
 from seqgen.tokenizers.midi import MidiTokenizer
 
 V2 = MidiTokenizer(version=2)
+V3 = MidiTokenizer(version=3)  # what new runs get
+TRACKS = {"v2": V2, "v3": V3}
 
 
 @pytest.fixture(scope="module")
@@ -69,31 +71,66 @@ def test_version_one_is_untouched():
     assert MidiTokenizer.from_dict(V2.to_dict()) == V2 and V2.vocab_size > v1.vocab_size
 
 
-def test_version_two_round_trips_real_files(chorale, music_dir):
+@pytest.mark.parametrize("tok", TRACKS.values(), ids=TRACKS.keys())
+def test_tokens_with_tracks_round_trip_real_files(tok, chorale, music_dir):
     pieces = [chorale] + [read_any(music_dir / n)[0] for n in ("english1.mid", "example_complex.mid", "st_anne.xml")]
     for p in pieces:
-        once = V2.decode(V2.encode(p))
-        twice = V2.decode(V2.encode(once))
-        assert by_track(twice) == by_track(once), p.name
-        assert [t.name for t in once.tracks] == [t.name for t in twice.tracks]
-        assert once.info["dropped_tokens"] == 0
-    ids = V2.encode(chorale)
-    names = [V2.token_name(i) for i in ids[:20]]
+        for given in range(len(p.tracks) + 1) if tok.version >= 3 else [None]:
+            once = tok.decode(tok.encode(p, given=given))
+            twice = tok.decode(tok.encode(once))
+            assert by_track(twice) == by_track(once), (p.name, given)
+            assert [t.name for t in once.tracks] == [t.name for t in twice.tracks]
+            assert once.info["dropped_tokens"] == 0
+            assert by_track(tok.decode(tok.encode(p, given=0))) == by_track(once)  # the given ones first lose nothing
+    ids = tok.encode(chorale)
+    names = [tok.token_name(i) for i in ids[:20]]
     assert names[:2] == ["BOS", "Key_18"] and "Track_3" in names  # F# minor; four tracks in the header
-    once = V2.decode(ids)
+    once = tok.decode(ids)
     assert by_track(once) == by_track(chorale) and once.info["key"] == "F# minor"
 
 
-def test_training_pieces_shuffle_tracks_and_drop_controls(chorale):
-    seen_orders, dropped = set(), 0
-    for i in range(12):
+def test_version_three_writes_a_chord_of_voices_together(chorale):
+    """Voices interleave by onset; a choir voice's note implies the next voice's Track, so a chord
+    of four voices costs as many tokens as in version 1, where version 2 lists every voice apart."""
+    v1 = MidiTokenizer()
+    n1, n2, n3 = (len(t.encode(chorale)) for t in (v1, V2, V3))
+    assert n3 < 1.1 * n1 and n2 > 1.3 * n1
+    names = [V3.token_name(i) for i in V3.encode(chorale)]
+    bar = names.index("Bar", names.index("Bar") + 1)  # the first full bar: four voices on the first beat
+    assert names[bar + 1:bar + 4] == ["Mix_0", "Position_0", "Velocity_10"]
+    assert [n.split("_")[0] for n in names[bar + 4:bar + 12]] == ["Pitch", "Duration"] * 4
+    given = [V3.token_name(i) for i in V3.encode(chorale, given=1)]
+    b = given.index("Bar", given.index("Bar") + 1)
+    assert given[b + 1] == "Track_0" and "Mix_0" in given[b + 2:given.index("Bar", b + 1)]
+
+
+@pytest.mark.parametrize("given", [0, 1, 3, 4])
+def test_the_grammar_allows_every_token_of_a_real_chorale(chorale, given):
+    from seqgen.tokenizers.grammar import TokenGrammar
+
+    ids = V3.encode(chorale, given=given)
+    grammar = TokenGrammar(V3, bars=len(V3.bar_indices(ids)))
+    for j, i in enumerate(ids.tolist()):
+        assert grammar.allowed()[i], (j, V3.token_name(i), [V3.token_name(k) for k in ids[max(0, j - 8):j]])
+        grammar.push(i)
+
+
+@pytest.mark.parametrize("tok", TRACKS.values(), ids=TRACKS.keys())
+def test_training_pieces_shuffle_tracks_and_drop_controls(tok, chorale):
+    seen_orders, dropped, mixed = set(), 0, 0
+    for i in range(16):
         p = chorale.select(slice(None))
         p.name = f"c{i}"
-        d = V2.decode(V2.encode(p, training=True))
+        ids = tok.encode(p, training=True)
+        d = tok.decode(ids)
         seen_orders.add(tuple(t.name for t in d.tracks))
         dropped += "key" not in d.info
-        assert by_track(d) == by_track(V2.decode(V2.encode(chorale)))
+        if tok.version >= 3:  # a bar opens with Mix when no track is given
+            bar = int(np.flatnonzero(ids == tok.bar_id)[1])
+            mixed += tok.token_name(int(ids[bar + 1])) == "Mix_0"
+        assert by_track(d) == by_track(tok.decode(tok.encode(chorale)))
     assert len(seen_orders) > 1 and ("Soprano", "Alto", "Tenor", "Bass") in seen_orders and dropped > 0
+    assert tok.version < 3 or 0 < mixed < 16
 
 
 def test_transposition_moves_the_key_control(chorale):
@@ -122,7 +159,7 @@ def random_gen(tok, objective="causal"):
     return Generator(RandomEngine(tok.vocab_size), tok, "lstm", objective, Path("random"))
 
 
-@pytest.mark.parametrize("version", [1, 2], ids=["v1", "v2"])
+@pytest.mark.parametrize("version", [1, 2, 3], ids=["v1", "v2", "v3"])
 def test_compositions_under_the_grammar_need_no_repair(version):
     from seqgen.compose import compose
 
@@ -138,7 +175,7 @@ def test_controls_and_instruments_are_obeyed():
     from seqgen.compose import compose
     from seqgen.music.controls import Controls, parse_instruments, parse_key
 
-    gen = random_gen(V2)
+    gen = random_gen(V3)
     piece = compose(gen, bars=2, rng=np.random.default_rng(1), controls=Controls(parse_key("D minor"), (3, 4), 3, 2),
                     tracks=parse_instruments("piano,violin,drums"))
     assert [t.name for t in piece.tracks] == ["Piano", "Violin", "Drums"]
@@ -154,20 +191,24 @@ def song(chorale, tmp_path_factory) -> Path:
     return write_piece(p, tmp_path_factory.mktemp("song") / "song.mid")
 
 
-def test_harmonize_keeps_the_melody_note_for_note(song):
+@pytest.mark.parametrize("tok", TRACKS.values(), ids=TRACKS.keys())
+def test_harmonize_keeps_the_melody_note_for_note(tok, song):
     from seqgen.voices import harmonize
 
     full = read_any(song)[0]
-    out = harmonize(random_gen(V2), full, track=0, rng=np.random.default_rng(0))
+    out = harmonize(random_gen(tok), full, track=0, rng=np.random.default_rng(0))
     assert by_track(out.only_tracks([0])) == by_track(full.only_tracks([0]))
     assert len(out.tracks) >= 2 and out.info["dropped_tokens"] == 0 and out.info["notes_cut"] == 0
 
 
-def test_harmonized_voices_sing_one_note_at_a_time_and_never_cross_where_they_start(song):
+@pytest.mark.parametrize("tok", TRACKS.values(), ids=TRACKS.keys())
+def test_harmonized_voices_sing_one_note_at_a_time_and_never_cross_where_they_start(tok, song):
     from seqgen.voices import harmonize
 
-    out = harmonize(random_gen(V2), read_any(song)[0], track=0, rng=np.random.default_rng(3))
-    for k in range(1, len(out.tracks)):
+    out = harmonize(random_gen(tok), read_any(song)[0], track=0, rng=np.random.default_rng(3))
+    voices = [k for k, role in enumerate(out.info["roles"]) if k > 0 and role is not None]
+    assert voices
+    for k in voices:  # the tracks the model wrote with a choir role (others may play chords)
         on, off = out.time[out.track == k], (out.time + out.duration)[out.track == k]
         order = np.argsort(on)
         assert (on[order][1:] >= off[order][:-1]).all()  # one note at a time
@@ -176,13 +217,14 @@ def test_harmonized_voices_sing_one_note_at_a_time_and_never_cross_where_they_st
             assert not above.any() or p <= out.pitch[above].max()
 
 
-def test_fill_keeps_the_other_tracks_note_for_note(song):
+@pytest.mark.parametrize("tok", TRACKS.values(), ids=TRACKS.keys())
+def test_fill_keeps_the_other_tracks_note_for_note(tok, song):
     from seqgen.voices import fill_tracks, pick_tracks
 
     full = read_any(song)[0]
     fill = pick_tracks(full, "Alto,2", "--fill")
     assert fill == [1, 2]
-    out = fill_tracks(random_gen(V2), full, fill, rng=np.random.default_rng(0))
+    out = fill_tracks(random_gen(tok), full, fill, rng=np.random.default_rng(0))
     assert [t.name for t in out.tracks] == ["Soprano", "Alto", "Tenor", "Bass"]
     for k in (0, 3):
         assert by_track(out.only_tracks([k])) == by_track(full.only_tracks([k]))
@@ -190,17 +232,17 @@ def test_fill_keeps_the_other_tracks_note_for_note(song):
 
 # ---- the CLI -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def v2_run(tmp_path_factory) -> Path:
+def tracks_run(tmp_path_factory) -> Path:
     import torch
 
     from seqgen import checkpoint as ckpt_io
     from seqgen.config import TrainConfig
     from seqgen.models import build_model, make_config
 
-    root = tmp_path_factory.mktemp("v2run")
+    root = tmp_path_factory.mktemp("tracksrun")
     torch.manual_seed(0)
-    model = build_model(make_config("lstm", V2.vocab_size, "tiny", mid_id=V2.mid_id))
-    ckpt_io.save(ckpt_io.Checkpoint(model=model, tokenizer=V2, train=TrainConfig(window=32)),
+    model = build_model(make_config("lstm", V3.vocab_size, "tiny", mid_id=V3.mid_id))
+    ckpt_io.save(ckpt_io.Checkpoint(model=model, tokenizer=V3, train=TrainConfig(window=32)),
                  root / "run" / ckpt_io.BEST)
     return root / "run"
 
@@ -211,14 +253,14 @@ def cli(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def test_cli_harmonize_fill_and_every_control(v2_run, song, tmp_path):
+def test_cli_harmonize_fill_and_every_control(tracks_run, song, tmp_path):
     out = tmp_path / "h.mid"
-    res = cli("compose", v2_run, "--harmonize", song, "--melody-track", "0", "--out", out, "--seed", "1")
+    res = cli("compose", tracks_run, "--harmonize", song, "--melody-track", "0", "--out", out, "--seed", "1")
     assert res.exit_code == 0, res.output
     assert "found:" in res.output and read_any(out)[0].tracks[0].name == "Soprano"
-    res = cli("compose", v2_run, "--tracks", song, "--keep", "0,3", "--out", tmp_path / "f.mid", "--no-roll")
+    res = cli("compose", tracks_run, "--tracks", song, "--keep", "0,3", "--out", tmp_path / "f.mid", "--no-roll")
     assert res.exit_code == 0, res.output
-    res = cli("compose", v2_run, "--key", "D minor", "--meter", "3/4", "--tempo", "90", "--instruments",
+    res = cli("compose", tracks_run, "--key", "D minor", "--meter", "3/4", "--tempo", "90", "--instruments",
               "piano,violin", "--density", "high", "--bars", "2", "--out", tmp_path / "c.mid", "--seed", "2")
     assert res.exit_code == 0, res.output
     assert "asked: key D minor, meter 3/4, tempo 90, instruments piano,violin, density high" in res.output
@@ -239,9 +281,9 @@ def test_cli_harmonize_fill_and_every_control(v2_run, song, tmp_path):
     (["--density", "extreme"], "unknown density 'extreme'; expected one of low, medium, high"),
 ], ids=["several-tracks", "no-such-melody-track", "unknown-track", "fill-or-keep", "key", "meter", "instrument",
         "density"])
-def test_each_bad_input_is_one_line_and_writes_nothing(v2_run, song, tmp_path, args, says):
+def test_each_bad_input_is_one_line_and_writes_nothing(tracks_run, song, tmp_path, args, says):
     out = tmp_path / "x.mid"
-    res = cli("compose", v2_run, *[song if a == "SONG" else a for a in args], "--out", out)
+    res = cli("compose", tracks_run, *[song if a == "SONG" else a for a in args], "--out", out)
     assert res.exit_code == 1 and says in res.output and len(res.output.strip().splitlines()) == 1, res.output
     assert not out.exists()
 
@@ -265,8 +307,8 @@ def test_a_version_one_run_is_told_to_retrain_and_still_composes(song, tmp_path)
     assert "repaired" not in res.output and (tmp_path / "y.mid").exists()
 
 
-def test_a_melody_longer_than_a_run_can_hold_says_the_limit(v2_run, tmp_path):
+def test_a_melody_longer_than_a_run_can_hold_says_the_limit(tracks_run, tmp_path):
     long = Piece.from_notes([[i * 480, 480, 60 + i % 12] for i in range(4 * 130)])
     path = write_piece(long, tmp_path / "long.mid")
-    res = cli("compose", v2_run, "--harmonize", path, "--out", tmp_path / "x.mid")
+    res = cli("compose", tracks_run, "--harmonize", path, "--out", tmp_path / "x.mid")
     assert res.exit_code == 1 and "at most 128 bars" in res.output

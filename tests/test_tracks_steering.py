@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import MUSIC
-from test_tracks import V2, cli, random_gen
+from test_tracks import V3, cli, random_gen
 
 from seqgen.music.controls import Controls, density_band, key_scale, key_text, parse_instruments, parse_key
 from seqgen.music.files import read_any, write_piece
@@ -23,7 +23,7 @@ def test_the_key_asked_for_is_the_key_found(key):
     from seqgen.compose import compose
 
     for seed in range(3):
-        piece = compose(random_gen(V2), bars=4, rng=np.random.default_rng(seed), controls=Controls(key=parse_key(key)),
+        piece = compose(random_gen(V3), bars=4, rng=np.random.default_rng(seed), controls=Controls(key=parse_key(key)),
                         tracks=parse_instruments("piano,violin"))
         assert key_name(piece) == key_text(parse_key(key))
         assert piece.info["dropped_tokens"] == 0 and piece.info["notes_cut"] == 0
@@ -34,7 +34,7 @@ def test_the_density_band_asked_for_is_the_band_found(band):
     from seqgen.compose import compose
 
     for seed, meter in zip(range(3), [(4, 4), (3, 4), (6, 8)]):
-        piece = compose(random_gen(V2), bars=4, rng=np.random.default_rng(seed),
+        piece = compose(random_gen(V3), bars=4, rng=np.random.default_rng(seed),
                         controls=Controls(meter=meter, density=band), tracks=parse_instruments("piano,violin,drums"))
         assert density_band(piece) == band
         assert piece.info["dropped_tokens"] == 0 and piece.info["notes_cut"] == 0
@@ -62,7 +62,7 @@ def test_harmonizing_at_a_density_keeps_the_melody_and_lands_in_the_band(chorale
     from seqgen.voices import harmonize
 
     full = read_any(chorale_song)[0]
-    out = harmonize(random_gen(V2), full, track=0, controls=Controls(density=2), rng=np.random.default_rng(0))
+    out = harmonize(random_gen(V3), full, track=0, controls=Controls(density=2), rng=np.random.default_rng(0))
     sop = out.only_tracks([0])
     assert sorted(zip(sop.time.tolist(), sop.pitch.tolist())) == sorted(
         zip(full.time[full.track == 0].tolist(), full.pitch[full.track == 0].tolist()))
@@ -84,7 +84,7 @@ def chorale_song(tmp_path_factory) -> Path:
 # ---- filling tracks of real multitrack files, both engines ---------------------------------------
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory) -> dict[str, Path]:
-    """A tiny version-2 run and its ONNX bundle."""
+    """A tiny version-3 run and its ONNX bundle."""
     import torch
 
     from seqgen import checkpoint as ckpt_io
@@ -94,8 +94,8 @@ def engines(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("engines")
     torch.manual_seed(0)
-    model = build_model(make_config("lstm", V2.vocab_size, "tiny", mid_id=V2.mid_id))
-    ckpt_io.save(ckpt_io.Checkpoint(model=model, tokenizer=V2, train=TrainConfig(window=32)),
+    model = build_model(make_config("lstm", V3.vocab_size, "tiny", mid_id=V3.mid_id))
+    ckpt_io.save(ckpt_io.Checkpoint(model=model, tokenizer=V3, train=TrainConfig(window=32)),
                  root / "run" / ckpt_io.BEST)
     export_run(root / "run", root / "bundle", loss_tokens=0)
     return {"torch": root / "run", "onnx": root / "bundle"}

@@ -68,7 +68,7 @@ def compose(
         Optional[Path],
         typer.Option(
             help="Harmonize the melody in this MIDI/MusicXML/ABC file: it is kept as the top voice and the "
-                 "model writes the others (version-2 runs)."
+                 "model writes the others (runs with tracks)."
         ),
     ] = None,
     melody_track: Annotated[
@@ -76,7 +76,7 @@ def compose(
     ] = None,
     tracks: Annotated[
         Optional[Path],
-        typer.Option(help="A song whose tracks to keep or rewrite: with --fill or --keep (version-2 runs)."),
+        typer.Option(help="A song whose tracks to keep or rewrite: with --fill or --keep (runs with tracks)."),
     ] = None,
     fill: Annotated[
         Optional[str],
@@ -89,15 +89,15 @@ def compose(
         Optional[str],
         typer.Option(help="With --tracks: the tracks to keep note for note (the others are written anew), e.g. 0,2."),
     ] = None,
-    key: Annotated[Optional[str], typer.Option(help="Key to compose in, e.g. 'D minor' (version-2 runs).")] = None,
-    meter: Annotated[Optional[str], typer.Option(help="Meter, e.g. 3/4 (version-2 runs).")] = None,
+    key: Annotated[Optional[str], typer.Option(help="Key to compose in, e.g. 'D minor' (runs with tracks).")] = None,
+    meter: Annotated[Optional[str], typer.Option(help="Meter, e.g. 3/4 (runs with tracks).")] = None,
     instruments: Annotated[
         Optional[str],
         typer.Option(
-            help="Tracks to compose for, e.g. piano,violin or soprano,alto,tenor,bass-voice (version-2 runs)."
+            help="Tracks to compose for, e.g. piano,violin or soprano,alto,tenor,bass-voice (runs with tracks)."
         ),
     ] = None,
-    density: Annotated[Optional[str], typer.Option(help="Note density: low, medium or high (version-2 runs).")] = None,
+    density: Annotated[Optional[str], typer.Option(help="Note density: low, medium, high (runs with tracks).")] = None,
     out_path: Annotated[
         Path, typer.Option("--out", help="File to write: .mid, .midi, .musicxml, .xml or .mxl.")
     ] = Path("composition.mid"),

@@ -36,7 +36,7 @@ from seqgen.tokenizers import Tokenizer
 from seqgen.tokenizers.midi import MidiTokenizer
 
 CACHE_VERSION = 1
-DEFAULT_VERSION = 2  # MIDI tokens of new runs: tracks and controls (version-1 runs read their own)
+DEFAULT_VERSION = 3  # MIDI tokens of new runs: tracks and controls, voices interleaved (older runs read their own)
 POOL_MIN_FILES = 16  # parse music21 files in worker processes from this many on
 POOL_MIN_MIDI = 256  # read MIDI files in worker processes from this many on
 MIDI_BATCH = 32  # MIDI files per worker task, so sending tasks and results costs little beside reading

@@ -2,16 +2,17 @@
 have to repair (``seqgen.sampling`` masks the rest before drawing, in every engine).
 
 ``TokenGrammar`` follows one row: ``push(id)`` reads a token, ``allowed()`` is the (V,) mask of
-the tokens that may follow. It knows both versions: version 1 (one stream per bar, Program
-tokens) and version 2 (a header of controls and tracks, then every bar lists its tracks in the
-header's order; ``seqgen.tokenizers.tracks``). Rules: a Duration only right after a note; a note
-only after a Position, and only a Duration after it; a Position never goes back within a bar (a
-version-2 track part); the same note never twice at one position; PedalOff only while the pedal
-is down; in the last bar (``bars``) no duration runs past the end and then only EOS; a meter
-given in the header holds in every bar; ``ranges`` keeps a track's pitches in a range;
-``key`` and ``density`` steer toward the key and the density band asked for
-(``seqgen.tokenizers.steering``: the tonal centre the key estimate reads, and the onsets each
-track's part of a bar holds).
+the tokens that may follow. It knows every version: version 1 (one stream per bar, Program
+tokens), version 2 (a header of controls and tracks, then every bar lists its tracks in the
+header's order; ``seqgen.tokenizers.tracks``) and version 3 (the given tracks' parts, then the
+others interleaved by onset behind ``Mix``; ``seqgen.tokenizers.mixed``). Rules: a Duration only
+right after a note; a note only after a Position, and only a Duration after it; a Position never
+goes back within a bar (a bar part of versions 2 and 3); the same note never twice at one
+position; PedalOff only while the pedal is down; in the last bar (``bars``) no duration runs
+past the end and then only EOS; a meter given in the header holds in every bar; ``ranges`` keeps
+a track's pitches in a range; ``key`` and ``density`` steer toward the key and the density band
+asked for (``seqgen.tokenizers.steering``: the tonal centre the key estimate reads, and the
+onsets each track's part of a bar holds).
 
 ``Script`` forces tokens: the given tracks' part of each bar, written ahead of the model's.
 ``Constraint`` is what the sampler takes: one grammar (and script) per row.
@@ -23,13 +24,13 @@ from collections import deque
 
 import numpy as np
 
+from seqgen.tokenizers.mixed import MAX_CHORD, MixedPart
 from seqgen.tokenizers.steering import KeySteer, density_bounds
 
 HEADER_ORDER = ("Key", "TimeSig", "TempoBand", "Density")
-MAX_CHORD = 12  # notes one track (version 1: the bar) may start at one position
 
 
-class TokenGrammar:
+class TokenGrammar(MixedPart):
     def __init__(self, tok, bars: int | None = None, ranges: dict[int, tuple[int, int]] | None = None,
                  min_tracks: int = 1, max_tracks: int = 16, first_roles=None, role_ranges=None,
                  distinct_roles: bool = False, end_id: int | None = None, voices: bool = False, scale=None,
@@ -48,6 +49,11 @@ class TokenGrammar:
         self.min_tracks, self.max_tracks = min_tracks, max_tracks
         self.first_roles = None if first_roles is None else list(first_roles)  # roles the first track may take
         self.v2 = tok.version >= 2
+        self.v3 = tok.version >= 3  # given parts, then Mix and the other tracks interleaved by onset
+        self.given: int | None = None  # v3: parts before Mix (read at the first bar's Mix)
+        self.mix = False  # v3: in the bar's mixed part (seg: the track of a note without a Track token)
+        self.note_track = -1  # v3 mix: the track of the last note
+        self.mix_onsets: dict[int, int] = {}  # v3 mix: onsets of each track in this bar
         self.o = tok.offset
         self.V = tok.vocab_size
         self.kind = tok._kind
@@ -56,6 +62,7 @@ class TokenGrammar:
         if self.v2:
             self._k.update({n: tok.kind_index(n) for n in ("Key", "TempoBand", "Density", "Track", "Instrument",
                                                            "Role")})
+        self._k["Mix"] = tok.kind_index("Mix") if self.v3 else -2
         self._masks = {n: self.kind == i for n, i in self._k.items()}
         self.n_pos = int(self._masks["Position"].sum())
         self.phase = "start"  # start -> header (v2) -> body -> end
@@ -117,18 +124,26 @@ class TokenGrammar:
                 self.bar_start += self.bar_len
             self.bar += 1
             self.in_head, self.seg, self.pos, self.last, self.here = True, -1, -1, "marker", set()
-            self.onsets = 0
+            self.onsets, self.mix, self.mix_onsets = 0, False, {}
             return
         if k == K["TimeSig"]:
             self.bar_len = self.tok.bar_steps(int(self.tok._value[i]))
             self.in_head = False
             return
         self.in_head = False
-        if self.v2 and k == K["Track"]:
+        if k == K["Mix"]:
+            if self.given is None:
+                self.given = self.seg + 1
+            self.mix, self.seg, self.pos, self.last, self.here = True, len(self.tracks) - 1, -1, "marker", set()
+        elif self.mix and k == K["Track"]:  # the next notes at this onset are this track's
+            self.seg, self.last, self.here = int(self.tok._value[i]), "track", set()
+        elif self.v2 and k == K["Track"]:
             self.seg, self.pos, self.last, self.here = int(self.tok._value[i]), -1, "marker", set()
             self.onsets = 0
         elif k == K["Position"]:
             self.pos, self.last, self.here = int(self.tok._value[i]), "pos", set()
+            if self.mix:
+                self.seg = len(self.tracks) - 1
         elif k in (K["Tempo"], K["PedalOn"], K["PedalOff"]):
             self.last = "event"
             if k != K["Tempo"]:
@@ -142,6 +157,8 @@ class TokenGrammar:
             self.note = i
         elif k == K["Duration"]:
             self.last = "dur"
+            if self.mix:
+                self.mix_onsets[self.seg] = self.mix_onsets.get(self.seg, 0) + (not self.here)
             self.onsets += not self.here
             self.here.add(self.note)
             start = self.bar_start + self.pos
@@ -151,6 +168,10 @@ class TokenGrammar:
             self.max_end = max(self.max_end, end)
             if self.voices:
                 self.sung.setdefault(self.seg, []).append((start, end, int(self.tok._value[self.note])))
+            if self.mix:  # the track a note without a Track token would be in (tracks.mix_track)
+                self.note_track = self.seg
+                if 0 <= self.seg < len(self.roles) and self.roles[self.seg] is not None:
+                    self.seg, self.here = self.seg - 1, set()
 
     # ---- what may follow -----------------------------------------------------------------
     def allowed(self) -> np.ndarray:
@@ -192,8 +213,15 @@ class TokenGrammar:
         return m
 
     def _end_of_part(self, m: np.ndarray) -> None:
-        """The tokens that close the current bar part: the next Track, else Bar or EOS."""
-        if self.v2 and self.seg + 1 < len(self.tracks):
+        """The tokens that close the current bar part: the next Track, else Bar or EOS (version
+        3: the next given part, else Mix; the mixed part closes the bar)."""
+        if self.v3 and not self.mix:
+            nxt = self.seg + 1
+            if nxt < (len(self.tracks) if self.given is None else self.given):
+                m[self.o["Track"] + nxt] = True
+            if self.given is None or nxt >= self.given:
+                m[self.o["Mix"]] = True
+        elif self.v2 and not self.v3 and self.seg + 1 < len(self.tracks):
             m[self.o["Track"] + self.seg + 1] = True
         elif self.bars is not None and self.bar >= self.bars:
             m[self.end_id] = True
@@ -251,8 +279,14 @@ class TokenGrammar:
                 if abs(cand - p) % 12 == abs(before - q) % 12 and cand != before and (cand > before) == (p > q):
                     m[base + cand] = False
 
-    def _is_voice(self) -> bool:
-        return self.voices and 0 <= self.seg < len(self.roles) and self.roles[self.seg] is not None
+    def _is_voice(self, seg: int | None = None) -> bool:
+        seg = self.seg if seg is None else seg
+        return self.voices and 0 <= seg < len(self.roles) and self.roles[seg] is not None
+
+    def _free(self, seg: int) -> int:
+        """Where in the bar a track may start its next note (a choir voice: once its last ends)."""
+        return self.sung[seg][-1][1] - self.bar_start if self._is_voice(seg) and self.sung.get(seg) else 0
+
 
     def _sounding(self, seg: int, t: int) -> int | None:
         for start, end, pitch in reversed(self.sung.get(seg, [])):
@@ -262,7 +296,9 @@ class TokenGrammar:
 
     def _positions_after(self, m: np.ndarray, first: int) -> None:
         base = self.o["Position"]
-        if self._is_voice() and self.sung.get(self.seg):  # one note at a time: after the last one ends
+        if self.mix:  # where some track is free
+            first = max(first, min((self._free(k) for k in self._mixed()), default=0))
+        elif self._is_voice() and self.sung.get(self.seg):  # one note at a time: after the last one ends
             first = max(first, self.sung[self.seg][-1][1] - self.bar_start)
         m[base + max(first, 0):base + self.bar_len] = True
 
@@ -270,30 +306,44 @@ class TokenGrammar:
         m = self._body_rules(m)
         if self.density is None or not self.v2 or self.seg < 0 or self.bar == 0:
             return m
-        steered = self._steer_density(m.copy())
+        steered = self._steer_mix(m.copy()) if self.mix else self._steer_density(m.copy())
         return steered if steered.any() else m
 
     def _steer_density(self, m: np.ndarray) -> np.ndarray:
         """The density band asked for: the part holds between the bounds' onsets (module
         ``seqgen.tokenizers.steering``); a choir voice keeps its notes inside the bar."""
-        lo, hi = density_bounds(self.density, self.bar_len, self.tok.resolution)
-        k, P, L = self.onsets, self.o["Position"], self.bar_len
-        gap = max(1, min(self.tok.resolution // 2, L // max(lo, 1)))  # the onsets owed, an eighth apart
+        lo, hi, gap = self._band()
         if self.last == "note":
-            if self._is_voice() and lo > 0:  # this note is a new onset: room after it for those still owed
-                owed = lo - k - 1
-                room = L - self.pos - (owed - 1) * gap - 1 if owed > 0 else L - self.pos
-                d = self.o["Duration"]
-                m[d:d + len(self.tok.durations)] &= self.tok.durations <= room
-            return m
-        if k < lo:  # not closing yet; a new position leaves room for the onsets still owed after it
+            self._room_for_owed(m, self.onsets, lo, gap)
+        else:
+            self._hold_band(m, self.onsets, lo, hi, gap)
+        return m
+
+    def _band(self) -> tuple[int, int, int]:
+        """The onsets a part of this bar must hold (fewest, most) and the gap that leaves between
+        those still owed (an eighth note, or less in a short bar)."""
+        lo, hi = density_bounds(self.density, self.bar_len, self.tok.resolution)
+        return lo, hi, max(1, min(self.tok.resolution // 2, self.bar_len // max(lo, 1)))
+
+    def _room_for_owed(self, m: np.ndarray, k: int, lo: int, gap: int) -> None:
+        """A choir voice's note that opens its (k+1)th onset leaves room after it for those owed."""
+        if self._is_voice() and lo > 0:
+            owed = lo - k - 1
+            room = self.bar_len - self.pos - (owed - 1) * gap - 1 if owed > 0 else self.bar_len - self.pos
+            d = self.o["Duration"]
+            m[d:d + len(self.tok.durations)] &= self.tok.durations <= room
+
+    def _hold_band(self, m: np.ndarray, k: int, lo: int, hi: int, gap: int) -> None:
+        """With k onsets written: below the floor the part does not close and a new position
+        leaves room for those still owed; at the ceiling no new position opens."""
+        P = self.o["Position"]
+        if k < lo:
             end = np.zeros_like(m)
             self._end_of_part(end)
             m &= ~end
-            m[P + L - (lo - k - 1) * gap:P + self.n_pos] = False
+            m[P + self.bar_len - (lo - k - 1) * gap:P + self.n_pos] = False
         if k >= hi:
             m[P:P + self.n_pos] = False
-        return m
 
     def _body_rules(self, m: np.ndarray) -> np.ndarray:
         K = self._masks
@@ -319,6 +369,11 @@ class TokenGrammar:
         if self.bar == 0:  # a body that opens without its Bar (a version-1 prompt of BOS alone)
             m[self.tok.bar_id] = True
             return m
+        if self.v3 and self.seg < 0 and not self.mix:
+            self._end_of_part(m)
+            return m
+        if self.mix:
+            return self._mix_rules(m)
         if self.v2 and self.seg < 0:
             m[self.o["Track"]] = True
             return m
@@ -403,7 +458,7 @@ class Constraint:
             if f is not None:
                 out[r] = False
                 out[r, f] = True
-            elif s is not None and s.closing:
+            elif s is not None and s.closing and not self.grammars[r].mix:
                 end = np.zeros_like(out[r])
                 self.grammars[r]._end_of_part(end)
                 out[r] = out[r] & end if (out[r] & end).any() else end

@@ -33,8 +33,9 @@ from seqgen.music.piece import DRUMS, TPQ, Piece
 
 SPECIAL = ("BOS", "EOS", "<pre>", "<suf>", "<mid>", "<eot>")
 KINDS = ("special", "Bar", "TimeSig", "Position", "Tempo", "Program", "Velocity", "Pitch", "Drum", "Duration",
-         "PedalOn", "PedalOff", "Key", "TempoBand", "Density", "Track", "Instrument", "Role")  # the last six: version 2
-VERSIONS = (1, 2)
+         "PedalOn", "PedalOff", "Key", "TempoBand", "Density", "Track", "Instrument", "Role",  # these six: version 2
+         "Mix")  # version 3
+VERSIONS = (1, 2, 3)
 K = {name: i for i, name in enumerate(KINDS)}
 
 
@@ -83,7 +84,7 @@ class MidiTokenizer:
             ),
             (
                 self.version in VERSIONS,
-                f"MIDI tokenizer version {self.version} is unknown to this seqgen (it reads 1 and 2)",
+                f"MIDI tokenizer version {self.version} is unknown to this seqgen (it reads 1, 2 and 3)",
             ),
         ]
         for ok, message in checks:
@@ -102,6 +103,8 @@ class MidiTokenizer:
             from seqgen.tokenizers.tracks import EXTRA_KINDS
 
             sizes += list(EXTRA_KINDS)
+        if self.version >= 3:
+            sizes.append(("Mix", 1))
         self.offset: dict[str, int] = {}
         kinds, values, n = [], [], 0
         for name, size in sizes:
@@ -209,13 +212,15 @@ class MidiTokenizer:
         return tt, tb
 
     def encode(self, piece: Piece, bos: bool = True, eos: bool = True, order=None, controls=None,
-               training: bool = False) -> np.ndarray:
-        """Piece -> int64 ids (BOS ... EOS). Version 2 (``seqgen.tokenizers.tracks``) also takes
-        the tracks' ``order``, the ``controls`` and ``training`` (shuffled order, dropped controls)."""
+               training: bool = False, given: int | None = None) -> np.ndarray:
+        """Piece -> int64 ids (BOS ... EOS). Versions 2 and 3 (``seqgen.tokenizers.tracks``) also
+        take the tracks' ``order``, the ``controls``, ``training`` (shuffled order, dropped
+        controls) and (version 3) how many of the ordered tracks are ``given``, written part by part
+        ahead of the others."""
         if self.version >= 2:
             from seqgen.tokenizers.tracks import encode_v2
 
-            return encode_v2(self, piece, bos, eos, order, controls, training)
+            return encode_v2(self, piece, bos, eos, order, controls, training, given)
         r, o = self.resolution, self.offset
         f = r / piece.tpq
         t = np.rint(piece.time * f).astype(np.int64)

@@ -1,5 +1,7 @@
-"""Version 2 of the MIDI tokens: controls at the start, then bar-major, track-minor bars (MMM /
-MIDI-GPT), so any set of tracks can be given and the rest written by a causal model::
+"""Versions 2 and 3 of the MIDI tokens: controls at the start, then the bars, so any set of
+tracks can be given and the rest written by a causal model.
+
+Version 2 is bar-major, track-minor (MMM / MIDI-GPT)::
 
     BOS [Key] [TimeSig] [TempoBand] [Density]  Track_0 Instrument [Role]  Track_1 Instrument [Role] ...
     Bar [TimeSig]  Track_0 Position [Tempo] [PedalOff|PedalOn] [Velocity] Pitch Duration ...
@@ -7,13 +9,24 @@ MIDI-GPT), so any set of tracks can be given and the rest written by a causal mo
     Bar ...
     EOS
 
-- The header lists the tracks in the order every bar lists them; training shuffles that order
-  (half of the pieces keep the file's) so that given tracks can come first and the model
-  writes the others (``seqgen.tokenizers.grammar`` forces the given ones).
+Version 3 writes the first ``given`` tracks of the header so, each its part of the bar, then
+``Mix`` and every other track interleaved by onset, from the header's last track up (a choir's
+chord from the bass to the soprano, as version 1 sorts a chord's pitches, so a small recurrent
+model hears the harmony it writes). A note needs a Track token only where its track is not the
+one ``mix_track`` implies (after a choir voice, the voice above it), so a four-voice chord
+costs what it costs in version 1::
+
+    Bar [TimeSig]  Track_0 Position Pitch Duration ...  Mix  Position Pitch Duration Pitch Duration
+                   Track_1 Pitch Duration Position ...
+
+- The header lists the tracks in the order every bar lists them. Version 2 training shuffles
+  that order (half of the pieces keep the file's); version 3 training gives no track in half
+  of the pieces and a random set of the others, in a random order, so that given tracks can come
+  first and the model writes the others (``seqgen.tokenizers.grammar`` forces the given ones).
 - The controls (key, meter, tempo band, density band) are each left out of a training piece
   with probability ``DROP``, so composing without them works; the track list is always there
   (written by the model when it is not asked for).
-- Positions restart at each Track token; Tempo and pedal events go in the first track's part.
+- Positions restart at each part; Tempo and pedal events go in the first part.
 
 Numpy only (the onnxruntime engine reaches it through ``seqgen.tokenizers.midi``).
 """
@@ -70,6 +83,18 @@ def training_order(n: int, seed: int) -> tuple[list[int], np.random.Generator]:
     return order, rng
 
 
+def training_layout(n: int, seed: int) -> tuple[list[int], int, np.random.Generator]:
+    """Version 3: (track order, how many of them are given, rng). Half of the pieces give none
+    (every track interleaved, in the file's order); the others give a random set of 1..n-1
+    tracks, in a random order, ahead of the rest (in the file's order)."""
+    rng = np.random.default_rng(seed)
+    if n < 2 or rng.random() < CANONICAL:
+        return list(range(n)), 0, rng
+    g = int(rng.integers(1, n))
+    first = rng.permutation(n)[:g].tolist()
+    return first + [k for k in range(n) if k not in first], g, rng
+
+
 def piece_seed(piece: Piece) -> int:
     return zlib.crc32(f"{piece.name}|{len(piece)}|{piece.end}".encode())
 
@@ -94,34 +119,48 @@ def header_ids(tok, tracks: list[Track], controls: Controls) -> list[int]:
 
 
 def encode_v2(tok, piece: Piece, bos: bool = True, eos: bool = True, order: list[int] | None = None,
-              controls: Controls | None = None, training: bool = False) -> np.ndarray:
-    """Piece -> version-2 ids. ``order``: the tracks in bar order (default: the file's);
-    ``controls`` default to those read off the piece. ``training``: the order shuffled and the
-    controls dropped at random, seeded by the piece (so the corpus cache is stable)."""
+              controls: Controls | None = None, training: bool = False, given: int | None = None) -> np.ndarray:
+    """Piece -> version-2 or -3 ids. ``order``: the tracks in the header's order (default: the
+    file's); ``controls`` default to those read off the piece. Version 3: the first ``given`` of
+    them (default none) write their part of each bar in turn, then ``Mix`` opens the others,
+    interleaved by onset. ``training``: the order (and, version 3, the given set) shuffled and
+    the controls dropped at random, seeded by the piece (so the corpus cache is stable)."""
     piece = fit_tracks(piece)
     n_tracks = max(len(piece.tracks), 1)
     tracks = list(piece.tracks) or [Track("Piano", 0)]
     ctl = controls if controls is not None else controls_of(piece)
+    mixed = tok.version >= 3
     if training:
-        order, rng = training_order(n_tracks, piece_seed(piece))
+        if mixed:
+            order, given, rng = training_layout(n_tracks, piece_seed(piece))
+        else:
+            order, rng = training_order(n_tracks, piece_seed(piece))
         keep = rng.random(4) >= DROP
         ctl = Controls(*(v if k else None for v, k in zip((ctl.key, ctl.meter, ctl.tempo_band, ctl.density), keep)))
     order = list(range(n_tracks)) if order is None else [int(k) for k in order]
-    seg_of = np.empty(n_tracks, dtype=np.int64)
-    seg_of[order] = np.arange(len(order))
+    rank = np.empty(n_tracks, dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    n_parts = min(int(given or 0), len(order)) if mixed else len(order)
+    seg_of = np.minimum(rank, n_parts) if mixed else rank
     head = header_ids(tok, [tracks[k] for k in order], ctl)
-    body = _body(tok, piece, seg_of, len(order))
+    voice = np.array([role_of(tracks[k].name) is not None for k in order] + [False])
+    body = _body(tok, piece, seg_of, rank, n_parts + mixed, mixed, voice)
     ids = head[(0 if bos else 1):] + body.tolist() + ([tok.eos_id] if eos else [])
     return np.asarray(ids, dtype=np.int64)
 
 
-def _body(tok, piece: Piece, seg_of: np.ndarray, n_seg: int) -> np.ndarray:
+def _body(tok, piece: Piece, seg_of: np.ndarray, rank: np.ndarray, n_seg: int, mixed: bool,
+          voice: np.ndarray) -> np.ndarray:
+    """The bars: ``seg_of`` gives each track its part of a bar (version 3: the last part, opened
+    by ``Mix``, holds every track not given), ``rank`` its place in the header, ``voice`` (by
+    rank) whether it is a choir voice (one note at a time)."""
     r, o = tok.resolution, tok.offset
     f = r / piece.tpq
     t = np.rint(piece.time * f).astype(np.int64)
     dur_idx = tok.quantize_duration(np.maximum(piece.duration * f, 1))
     dur = tok.durations[dur_idx]
     seg = seg_of[piece.track] if len(piece) else np.zeros(0, dtype=np.int64)
+    note_rank = rank[piece.track] if len(piece) else np.zeros(0, dtype=np.int64)
     drum = np.array([tr.drum for tr in piece.tracks] or [False])[piece.track] if len(piece) else np.zeros(0, bool)
     pitch = np.clip(piece.pitch, 0, 127).astype(np.int64)
     vel = np.clip(np.asarray(piece.velocity, dtype=np.int64) * tok.velocity_bins // 128, 0, tok.velocity_bins - 1)
@@ -131,8 +170,8 @@ def _body(tok, piece: Piece, seg_of: np.ndarray, n_seg: int) -> np.ndarray:
     end = max([1] + [int(x.max()) + 1 for x in (t, tt, ped_off) if len(x)] + ([int((t + dur).max())] if len(t) else []))
     starts, sigs = tok.bar_grid(piece, end)
     n_b, n_t, n_p, n_n = len(starts), len(tt), len(ped_on), len(t)
-    n_m = n_b * n_seg  # track markers
-    # events: bar, segment (-1 the bar line), time, priority, pitch, then 6 token slots
+    n_m = n_b * n_seg  # part markers
+    # events: bar, segment (-1 the bar line), time, priority, track rank, pitch, then 7 token slots
     time = np.concatenate((starts, np.repeat(starts, n_seg), tt, ped_off, ped_on, t))
     bar = np.searchsorted(starts, time, side="right") - 1
     segment = np.concatenate((np.full(n_b, -1), np.tile(np.arange(n_seg), n_b), np.zeros(n_t + 2 * n_p, dtype=np.int64),
@@ -140,32 +179,53 @@ def _body(tok, piece: Piece, seg_of: np.ndarray, n_seg: int) -> np.ndarray:
     prio = np.concatenate((np.zeros(n_b), np.zeros(n_m), np.full(n_t, 1), np.full(n_p, 2), np.full(n_p, 3),
                            np.full(n_n, 4)))
     rows = len(time)
-    slots = np.full((rows, 6), -1, dtype=np.int64)
+    slots = np.full((rows, 7), -1, dtype=np.int64)
     slots[:n_b, 0] = o["Bar"]
     sig_change = np.r_[True, sigs[1:] != sigs[:-1]]
     slots[:n_b, 1] = np.where(sig_change, o["TimeSig"] + sigs, -1)
-    slots[n_b:n_b + n_m, 0] = o["Track"] + np.tile(np.arange(n_seg), n_b)
+    markers = np.tile(np.arange(n_seg), n_b)
+    slots[n_b:n_b + n_m, 0] = np.where(mixed & (markers == n_seg - 1), o.get("Mix", -1), o["Track"] + markers)
     a = n_b + n_m
-    slots[a:a + n_t, 4] = o["Tempo"] + tb
-    slots[a + n_t:a + n_t + n_p, 4] = o["PedalOff"]
-    slots[a + n_t + n_p:rows - n_n, 4] = o["PedalOn"]
-    slots[rows - n_n:, 4] = np.where(drum, o["Drum"] + pitch, o["Pitch"] + pitch)
-    slots[rows - n_n:, 5] = o["Duration"] + dur_idx
+    slots[a:a + n_t, 5] = o["Tempo"] + tb
+    slots[a + n_t:a + n_t + n_p, 5] = o["PedalOff"]
+    slots[a + n_t + n_p:rows - n_n, 5] = o["PedalOn"]
+    slots[rows - n_n:, 5] = np.where(drum, o["Drum"] + pitch, o["Pitch"] + pitch)
+    slots[rows - n_n:, 6] = o["Duration"] + dur_idx
     sort_pitch = np.concatenate((np.zeros(rows - n_n, dtype=np.int64), pitch))
+    sort_rank = np.concatenate((np.zeros(rows - n_n, dtype=np.int64), note_rank))
+    if mixed:  # the mixed part lists an onset's tracks from the header's last up (a choir: bass to soprano)
+        sort_rank = np.where(segment == n_seg - 1, -sort_rank, sort_rank)
     note_vel = np.concatenate((np.full(rows - n_n, -1), vel))
-    order = np.lexsort((sort_pitch, prio, time, segment, bar))
-    time, prio, bar, segment, note_vel, slots = (x[order] for x in (time, prio, bar, segment, note_vel, slots))
+    order = np.lexsort((sort_pitch, sort_rank, prio, time, segment, bar))
+    time, prio, bar, segment, sort_rank, note_vel, slots = (
+        x[order] for x in (time, prio, bar, segment, np.abs(sort_rank), note_vel, slots))
     marker = np.r_[True, (segment[1:] != segment[:-1]) | (bar[1:] != bar[:-1])]  # first event of a segment
     is_event = prio > 0
     new_time = np.r_[True, (time[1:] != time[:-1]) | marker[1:]]
     slots[:, 2] = np.where(is_event & (new_time | np.r_[True, ~is_event[:-1]]), o["Position"] + time - starts[bar], -1)
     note = prio == 4
-    idx = np.flatnonzero(note)
-    key = segment[idx] * 10**6 + bar[idx]
+    if mixed:  # in the mixed part, a Track token where the note's track is not the one implied (mix_track)
+        in_mix = note & (segment == n_seg - 1)
+        after_note = np.r_[False, note[:-1] & ~new_time[1:]]
+        prev = np.r_[0, sort_rank[:-1]]
+        implied = np.where(after_note, mix_track(prev, voice), len(voice) - 2)
+        explicit = in_mix & (sort_rank != implied)
+        slots[explicit, 3] = o["Track"] + sort_rank[explicit]
+    idx = np.flatnonzero(note)  # a Velocity where it changes within a bar part, and at the part's first note
+    key = bar[idx] * (n_seg + 1) + segment[idx]
     emit = np.r_[True, (note_vel[idx][1:] != note_vel[idx][:-1]) | (key[1:] != key[:-1])]
-    slots[idx[emit], 3] = o["Velocity"] + note_vel[idx[emit]]
+    slots[idx[emit], 4] = o["Velocity"] + note_vel[idx[emit]]
     ids = slots.ravel()
     return ids[ids >= 0]
+
+
+def mix_track(previous, voice):
+    """Version 3's mixed part lists an onset's tracks from the header's last up. The track of a
+    note that has no Track token, after a note of track ``previous`` at the same onset: the one
+    before it after a choir voice (it sings one note at a time), else the same track (a chord);
+    the first note at an onset is the last track's."""
+    previous = np.asarray(previous)
+    return previous - np.asarray(voice)[np.minimum(previous, len(voice) - 1)]
 
 
 def decode_v2(tok, ids, tpq: int = TPQ, name: str = "") -> Piece:
@@ -176,11 +236,13 @@ def decode_v2(tok, ids, tpq: int = TPQ, name: str = "") -> Piece:
     KD = {k: tok.kind_index(k) for k in ("special", "Bar", "TimeSig", "Position", "Tempo", "Velocity", "Pitch", "Drum",
                                           "Duration", "PedalOn", "PedalOff", "Key", "TempoBand", "Density", "Track",
                                           "Instrument", "Role", "Program")}
+    KD["Mix"] = tok.kind_index("Mix") if tok.version >= 3 else -2
     tracks: list[list] = []  # [program, role]
     info: dict = {}
     notes, tempos, sigs, pedals, bar_starts = [], [], [], [], []
     bar_start, bar_len, cur, seg, velocity, pending, pedal_on = None, 4 * r, 0, 0, 80, None, None
-    dropped, started, in_head = 0, False, False
+    dropped, started, in_head, mix = 0, False, False, False  # mix: in a bar's mixed part (version 3)
+    parts = first = 0  # version 3: the bar's parts before Mix, so its first mixed track
     sig_default = tok.sig_id(4, 4) - o["TimeSig"]
     for tok_id in np.asarray(ids, dtype=np.int64).ravel().tolist():
         if not 0 <= tok_id < tok.vocab_size:
@@ -217,7 +279,7 @@ def decode_v2(tok, ids, tpq: int = TPQ, name: str = "") -> Piece:
         if kind == KD["Bar"]:
             bar_start = 0 if bar_start is None else bar_start + bar_len
             bar_starts.append(bar_start)
-            cur, in_head, seg = bar_start, True, 0
+            cur, in_head, seg, mix, parts = bar_start, True, 0, False, 0
             if not sigs:
                 sigs.append([0, *tok.time_sigs[sig_default]])
             continue
@@ -236,17 +298,25 @@ def decode_v2(tok, ids, tpq: int = TPQ, name: str = "") -> Piece:
                 dropped += 1
             continue
         in_head = False
-        if kind == KD["Track"]:
-            if val < len(tracks):
-                seg, cur = val, bar_start
-            else:
+        if kind == KD["Mix"]:
+            first, seg = parts, len(tracks) - 1
+            cur, mix = bar_start, True
+        elif kind == KD["Track"]:
+            if val >= len(tracks):
                 dropped += 1
+            elif mix:  # the next notes at this onset are this track's
+                seg = val
+            else:
+                seg, cur, parts = val, bar_start, val + 1
         elif kind == KD["Position"]:
             cur = max(cur, bar_start + min(val, bar_len - 1))
+            seg = len(tracks) - 1 if mix else seg
         elif kind == KD["Tempo"]:
             tempos.append([cur * f, float(tok.tempo_values[val])])
         elif kind == KD["Velocity"]:
             velocity = min(127, int((val + 0.5) * 128 / tok.velocity_bins))
+        elif kind in (KD["Pitch"], KD["Drum"]) and mix and not first <= seg < len(tracks):  # no track implied
+            dropped += 1
         elif kind in (KD["Pitch"], KD["Drum"]):
             drum = bool(tracks) and tracks[min(seg, len(tracks) - 1)][0] == DRUMS
             if (kind == KD["Drum"]) != drum:
@@ -259,6 +329,8 @@ def decode_v2(tok, ids, tpq: int = TPQ, name: str = "") -> Piece:
             else:
                 notes.append([cur, int(tok.durations[val]), pending, velocity, seg])
                 pending = None
+                if mix and 0 <= seg < len(tracks):
+                    seg = int(mix_track(seg, [role is not None for _, role in tracks]))
         elif kind == KD["PedalOn"]:
             pedal_on = cur if pedal_on is None else pedal_on
         elif kind == KD["PedalOff"]:
@@ -293,7 +365,8 @@ def decode_v2(tok, ids, tpq: int = TPQ, name: str = "") -> Piece:
     programs = np.array([t.program for t in track_list], dtype=np.int64)
     info.update({"dropped_tokens": dropped, "notes_cut": cut, "bars": len(bar_starts),
                  "bar_starts": [b * f for b in bar_starts], "end": end * f,
-                 "instruments": [t.name for t in track_list]})
+                 "instruments": [t.name for t in track_list],
+                 "roles": [ROLES[role] if role is not None else None for _, role in tracks]})
     piece = Piece(tpq, a[:, 0] * f, a[:, 1] * f, a[:, 2], a[:, 3], programs[a[:, 4]],
                   np.array(tempos, dtype=np.float64).reshape(-1, 2), np.array(sigs, dtype=np.int64).reshape(-1, 3),
                   np.array(pedals, dtype=np.int64).reshape(-1, 2) * f, name, info, a[:, 4].copy(), track_list)

@@ -1,0 +1,76 @@
+"""The token grammar's rules for version 3's mixed part (``seqgen.tokenizers.tracks``): after
+the given parts, ``Mix`` and every other track interleaved by onset. A note with no Track token
+is in the track ``tracks.mix_track`` implies (the last track at a new position, the one before
+after a choir voice, the same one after any other track); a Track token names any track before
+the last note's but the implied one. ``TokenGrammar`` takes these as a base class: they read its state
+(``seg``: the implied track, ``note_track``, ``mix_onsets``, ``given``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_CHORD = 12  # notes one track (version 1: the bar) may start at one position
+
+
+class MixedPart:
+    def _mixed(self) -> range:
+        return range(self.given or 0, len(self.tracks))
+
+    def _mix_tracks(self, m: np.ndarray, after: int) -> None:
+        """The Track tokens that may come at this position: tracks not given, before ``after`` in
+        the header (an onset lists them from the last up), free to start a note here, other than
+        the one implied."""
+        for k in self._mixed():
+            if k < after and k != self.seg and self._free(k) <= self.pos:
+                m[self.o["Track"] + k] = True
+
+    def _implied(self, m: np.ndarray) -> None:
+        """A note of the implied track, when it is free here."""
+        free = (self.given or 0) <= self.seg < len(self.tracks) and self._free(self.seg) <= self.pos
+        if free and len(self.here) < MAX_CHORD:
+            m[self._masks["Velocity"]] = True
+            self._notes(m)
+
+    def _mix_rules(self, m: np.ndarray) -> np.ndarray:
+        K = self._masks
+        if self.last == "track":
+            m[K["Velocity"]] = True
+            self._notes(m)
+            return m
+        if self.last == "vel":
+            self._notes(m)
+            return m
+        if self.last in ("pos", "event"):
+            self._mix_tracks(m, len(self.tracks))
+            self._implied(m)
+            if self.last == "pos" and self.given == 0:  # tempo and pedal go in the first part
+                m[K["Tempo"]] = True
+                m[self.o["PedalOn"] if not self.pedal else self.o["PedalOff"]] = True
+            if self.last == "event" or not m.any():
+                self._positions_after(m, self.pos + 1)
+                self._end_of_part(m)
+            return m
+        if self.last == "dur":  # more of this track's notes here, the next track, a new position, the end
+            self._implied(m)
+            self._mix_tracks(m, self.note_track)
+        self._positions_after(m, self.pos + 1)
+        self._end_of_part(m)
+        return m
+
+    def _steer_mix(self, m: np.ndarray) -> np.ndarray:
+        """The grammar's density steering for the mixed part: every track's onsets in the band."""
+        lo, hi, gap = self._band()
+        counts = {k: self.mix_onsets.get(k, 0) for k in self._mixed()}
+        if not counts:
+            return m
+        if self.last == "note":
+            self._room_for_owed(m, counts.get(self.seg, 0), lo, gap)
+            return m
+        for k, c in counts.items():  # a track at the ceiling opens no new onset
+            if c >= hi:
+                m[self.o["Track"] + k] = False
+                if k == self.seg and not self.here and self.last in ("pos", "event", "dur"):
+                    m[self._masks["Velocity"] | self._masks["Pitch"] | self._masks["Drum"]] = False
+        self._hold_band(m, min(counts.values()), lo, hi, gap)
+        return m
