@@ -73,4 +73,24 @@ class MixedPart:
                 if k == self.seg and not self.here and self.last in ("pos", "event", "dur"):
                     m[self._masks["Velocity"] | self._masks["Pitch"] | self._masks["Drum"]] = False
         self._hold_band(m, min(counts.values()), lo, hi, gap)
+        self._no_skipping(m, counts, lo, gap)
         return m
+
+    def _no_skipping(self, m: np.ndarray, counts: dict[int, int], lo: int, gap: int) -> None:
+        """A track that owes more onsets than the bar has room for after this position sings
+        here: the position does not close, and no Track token (nor implied note) skips it."""
+        if self.last not in ("pos", "event", "dur") or self.pos < 0:
+            return
+        slots = (self.bar_len - 1 - self.pos) // gap
+        waiting = [k for k in counts if (self.last != "dur" or k < self.note_track) and self._free(k) <= self.pos]
+        must = [k for k in waiting if lo - counts[k] > slots]
+        if not must:
+            return
+        top, T = max(must), self.o["Track"]
+        end = np.zeros_like(m)
+        self._end_of_part(end)
+        m &= ~end
+        m[self.o["Position"]:self.o["Position"] + self.n_pos] = False
+        m[T:T + top] = False
+        if self.seg < top:
+            m[self._masks["Velocity"] | self._masks["Pitch"] | self._masks["Drum"]] = False

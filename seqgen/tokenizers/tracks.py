@@ -243,6 +243,7 @@ def decode_v2(tok, ids, tpq: int = TPQ, name: str = "") -> Piece:
     bar_start, bar_len, cur, seg, velocity, pending, pedal_on = None, 4 * r, 0, 0, 80, None, None
     dropped, started, in_head, mix = 0, False, False, False  # mix: in a bar's mixed part (version 3)
     parts = first = 0  # version 3: the bar's parts before Mix, so its first mixed track
+    headless = None  # the body began with no header
     sig_default = tok.sig_id(4, 4) - o["TimeSig"]
     for tok_id in np.asarray(ids, dtype=np.int64).ravel().tolist():
         if not 0 <= tok_id < tok.vocab_size:
@@ -298,6 +299,12 @@ def decode_v2(tok, ids, tpq: int = TPQ, name: str = "") -> Piece:
                 dropped += 1
             continue
         in_head = False
+        if headless is None:  # a stream cut out of a piece (no header): its tracks as they come
+            headless = not tracks
+        if headless and kind in (KD["Track"], KD["Pitch"], KD["Drum"]):
+            want = val + 1 if kind == KD["Track"] else max(seg, 0) + 1
+            tracks += [[DRUMS if kind == KD["Drum"] else 0, None] for _ in range(want - len(tracks))]
+            seg = max(seg, 0)
         if kind == KD["Mix"]:
             first, seg = parts, len(tracks) - 1
             cur, mix = bar_start, True
