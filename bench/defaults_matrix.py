@@ -23,7 +23,7 @@ then `seqgen eval RUN --json` (the best checkpoint, whole validation split). Col
   the budget), where the run ended (1.00: it used the whole budget), end minus best, the last
   evaluation's validation loss minus the best one's (what the run lost by going on), the training
   loss at the end over the best validation loss (under 1: the model fits training text better), and
-  whether the issue's target holds: best in the last third of the run, or an end within a tenth
+  whether the target holds: best in the last third of the run, or an end within a tenth
   of the budget after the best (one training step of slack).
 Run it with nothing else busy: timings on two cores are fragile.
 """
