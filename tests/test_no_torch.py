@@ -169,11 +169,24 @@ def test_interactive_in_a_terminal_ends_on_ctrl_c_and_ctrl_d(text_bundle, tmp_pa
             # CPython's readline writes the prompt, then waits in select(): a SIGINT that lands in
             # between is only seen at the next key, so press Ctrl-C as a person would, a moment
             # after the prompt (on a loaded machine the test would otherwise land in that gap)
-            time.sleep(0.5)
-            proc.send_signal(signal.SIGINT)  # what the terminal sends on Ctrl-C
+            # (a Ctrl-C while an answer is still being written ends only the answer: press again,
+            # as a person would, if the session is still there a few seconds later)
+            for _ in range(3):
+                time.sleep(0.5)
+                proc.send_signal(signal.SIGINT)  # what the terminal sends on Ctrl-C
+                try:
+                    proc.wait(timeout=5)
+                    break
+                except subprocess.TimeoutExpired:
+                    read_until(lambda: False, 0.2)
         else:
             os.write(master, b"\x04")
-        assert proc.wait(timeout=60) == 0, seen
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            read_until(lambda: False, 0.5)
+            raise AssertionError(f"the session did not end; the terminal showed {seen!r}") from None
+        assert code == 0, seen
         read_until(lambda: False, 0.5)
     finally:
         if proc.poll() is None:
