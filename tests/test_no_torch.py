@@ -144,8 +144,9 @@ def test_interactive_in_a_terminal_ends_on_ctrl_c_and_ctrl_d(text_bundle, tmp_pa
     import time
 
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-c", NO_TORCH, "sample", str(text_bundle), "-i", "--temp", "0",
-                             "--length", "12"], stdin=slave, stdout=slave, stderr=slave, cwd=tmp_path, close_fds=True)
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", NO_TORCH, "sample", str(text_bundle), "-i",
+                             "--temp", "0", "--length", "12"], stdin=slave, stdout=slave, stderr=slave, cwd=tmp_path,
+                            close_fds=True)
     os.close(slave)
     seen = b""
 
@@ -184,7 +185,8 @@ def test_interactive_in_a_terminal_ends_on_ctrl_c_and_ctrl_d(text_bundle, tmp_pa
         try:
             code = proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            read_until(lambda: False, 0.5)
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints where each thread is
+            read_until(lambda: False, 2)
             raise AssertionError(f"the session did not end; the terminal showed {seen!r}") from None
         assert code == 0, seen
         read_until(lambda: False, 0.5)
