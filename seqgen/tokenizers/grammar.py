@@ -26,6 +26,7 @@ import numpy as np
 
 from seqgen.tokenizers.mixed import MAX_CHORD, MixedPart
 from seqgen.tokenizers.steering import KeySteer, density_bounds
+from seqgen.tokenizers.tracks import mix_track
 
 HEADER_ORDER = ("Key", "TimeSig", "TempoBand", "Density")
 
@@ -168,10 +169,11 @@ class TokenGrammar(MixedPart):
             self.max_end = max(self.max_end, end)
             if self.voices:
                 self.sung.setdefault(self.seg, []).append((start, end, int(self.tok._value[self.note])))
-            if self.mix:  # the track a note without a Track token would be in (tracks.mix_track)
+            if self.mix and 0 <= self.seg < len(self.roles):  # the track a next note without a Track token is in
                 self.note_track = self.seg
-                if 0 <= self.seg < len(self.roles) and self.roles[self.seg] is not None:
-                    self.seg, self.here = self.seg - 1, set()
+                implied = int(mix_track(self.seg, [r is not None for r in self.roles]))
+                if implied != self.seg:
+                    self.seg, self.here = implied, set()
 
     # ---- what may follow -----------------------------------------------------------------
     def allowed(self) -> np.ndarray:
@@ -286,7 +288,6 @@ class TokenGrammar(MixedPart):
     def _free(self, seg: int) -> int:
         """Where in the bar a track may start its next note (a choir voice: once its last ends)."""
         return self.sung[seg][-1][1] - self.bar_start if self._is_voice(seg) and self.sung.get(seg) else 0
-
 
     def _sounding(self, seg: int, t: int) -> int | None:
         for start, end, pitch in reversed(self.sung.get(seg, [])):

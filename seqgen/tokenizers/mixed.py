@@ -2,8 +2,8 @@
 the given parts, ``Mix`` and every other track interleaved by onset. A note with no Track token
 is in the track ``tracks.mix_track`` implies (the last track at a new position, the one before
 after a choir voice, the same one after any other track); a Track token names any track before
-the last note's but the implied one. ``TokenGrammar`` takes these as a base class: they read its state
-(``seg``: the implied track, ``note_track``, ``mix_onsets``, ``given``).
+the last note's but the implied one. ``TokenGrammar`` takes these as a base class: they read
+its state (``seg``: the implied track, ``note_track``, ``mix_onsets``, ``given``).
 """
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ def encode_v2(tok, piece: Piece, bos: bool = True, eos: bool = True, order: list
     n_parts = min(int(given or 0), len(order)) if mixed else len(order)
     seg_of = np.minimum(rank, n_parts) if mixed else rank
     head = header_ids(tok, [tracks[k] for k in order], ctl)
-    voice = np.array([role_of(tracks[k].name) is not None for k in order] + [False])
+    voice = np.array([role_of(tracks[k].name) is not None for k in order])
     body = _body(tok, piece, seg_of, rank, n_parts + mixed, mixed, voice)
     ids = head[(0 if bos else 1):] + body.tolist() + ([tok.eos_id] if eos else [])
     return np.asarray(ids, dtype=np.int64)
@@ -193,12 +193,12 @@ def _body(tok, piece: Piece, seg_of: np.ndarray, rank: np.ndarray, n_seg: int, m
     slots[rows - n_n:, 6] = o["Duration"] + dur_idx
     sort_pitch = np.concatenate((np.zeros(rows - n_n, dtype=np.int64), pitch))
     sort_rank = np.concatenate((np.zeros(rows - n_n, dtype=np.int64), note_rank))
-    if mixed:  # the mixed part lists an onset's tracks from the header's last up (a choir: bass to soprano)
-        sort_rank = np.where(segment == n_seg - 1, -sort_rank, sort_rank)
+    # the mixed part lists an onset's tracks from the header's last up (a choir: bass to soprano)
+    rank_key = np.where(mixed & (segment == n_seg - 1), -sort_rank, sort_rank)
     note_vel = np.concatenate((np.full(rows - n_n, -1), vel))
-    order = np.lexsort((sort_pitch, sort_rank, prio, time, segment, bar))
+    order = np.lexsort((sort_pitch, rank_key, prio, time, segment, bar))
     time, prio, bar, segment, sort_rank, note_vel, slots = (
-        x[order] for x in (time, prio, bar, segment, np.abs(sort_rank), note_vel, slots))
+        x[order] for x in (time, prio, bar, segment, sort_rank, note_vel, slots))
     marker = np.r_[True, (segment[1:] != segment[:-1]) | (bar[1:] != bar[:-1])]  # first event of a segment
     is_event = prio > 0
     new_time = np.r_[True, (time[1:] != time[:-1]) | marker[1:]]
@@ -208,7 +208,7 @@ def _body(tok, piece: Piece, seg_of: np.ndarray, rank: np.ndarray, n_seg: int, m
         in_mix = note & (segment == n_seg - 1)
         after_note = np.r_[False, note[:-1] & ~new_time[1:]]
         prev = np.r_[0, sort_rank[:-1]]
-        implied = np.where(after_note, mix_track(prev, voice), len(voice) - 2)
+        implied = np.where(after_note, mix_track(prev, voice), len(voice) - 1)
         explicit = in_mix & (sort_rank != implied)
         slots[explicit, 3] = o["Track"] + sort_rank[explicit]
     idx = np.flatnonzero(note)  # a Velocity where it changes within a bar part, and at the part's first note
@@ -229,7 +229,7 @@ def mix_track(previous, voice):
 
 
 def decode_v2(tok, ids, tpq: int = TPQ, name: str = "") -> Piece:
-    """Version-2 ids -> Piece with the header's tracks, repairing what is out of grammar (never
+    """Version-2 or -3 ids -> Piece with the header's tracks, repairing what is out of grammar (never
     raises). ``info`` holds the controls read, the dropped tokens and the notes cut."""
     r, o = tok.resolution, tok.offset
     f = tpq // r
