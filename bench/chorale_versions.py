@@ -1,4 +1,4 @@
-"""The default chorale run with MIDI tokens of version 1 (the old default) or 2 (today's): the
+"""The default chorale run with MIDI tokens of version 1 (the old default) or a later one: the
 same `seqgen train bach-chorales` defaults, only the tokenizer differs, then `seqgen eval`.
 
     python bench/chorale_versions.py --version 1 --out runs/v1 --time 5m --threads 1 &
@@ -47,6 +47,7 @@ def per_piece(run: Path) -> dict[str, tuple[float, int]]:
 
     from seqgen.checkpoint import open_checkpoint, run_data
     from seqgen.losses import token_losses
+    from seqgen.tokenizers.midi import KINDS
 
     ckpt = open_checkpoint(run, "best")
     _, parts = run_data(ckpt)
@@ -56,21 +57,33 @@ def per_piece(run: Path) -> dict[str, tuple[float, int]]:
     if len(starts) - 1 != len(parts.held_out):
         raise SystemExit(f"{run}: {len(starts) - 1} pieces in the split, {len(parts.held_out)} names")
     notes = np.isin(tok.kinds_of(val), [tok.kind_index("Pitch"), tok.kind_index("Drum")])
+    kinds = tok.kinds_of(val)
+    names = {k: KINDS[k] if k >= 0 else "?" for k in np.unique(kinds).tolist()}
     out = {}
     for name, a, b in zip(parts.held_out, starts[:-1], starts[1:]):
         lo = max(a - 1, 0)  # the loss of predicting the piece's first token comes from the token before it
-        out[name] = (float(losses[lo : b - 1].sum()) / math.log(2), int(notes[a:b].sum()))
+        bits = np.asarray(losses[lo : b - 1], dtype=np.float64) / math.log(2)
+        of = kinds[lo + 1 : b]  # the kind of each token predicted
+        out[name] = (float(bits.sum()), int(notes[a:b].sum()),
+                     {names[k]: float(bits[of == k].sum()) for k in np.unique(of).tolist()})
     return out
 
 
 def common(runs: list[Path]) -> None:
-    """Bits per note of each run over the held-out pieces all of them hold out."""
+    """Bits per note of each run over the held-out pieces all of them hold out, then the same
+    split by the kind of token predicted."""
     tables = [per_piece(r) for r in runs]
     shared = set.intersection(*(set(t) for t in tables))
     for run, t in zip(runs, tables):
         total, notes = (sum(t[n][i] for n in shared) for i in (0, 1))
+        by_kind: dict[str, float] = {}
+        for n in shared:
+            for k, v in t[n][2].items():
+                by_kind[k] = by_kind.get(k, 0.0) + v
         print(f"{run}  {len(shared)} shared held-out pieces of {len(t)}  {notes} notes  "
               f"bits/note {total / notes:.4f}")
+        ranked = sorted(by_kind.items(), key=lambda x: -x[1])
+        print("    by kind: " + "  ".join(f"{k} {v / notes:.3f}" for k, v in ranked if v / notes >= 0.005))
 
 
 def main() -> None:

@@ -133,6 +133,64 @@ def test_training_pieces_shuffle_tracks_and_drop_controls(tok, chorale):
     assert tok.version < 3 or 0 < mixed < 16
 
 
+@pytest.fixture(scope="module")
+def voices_folder(chorale, tmp_path_factory) -> Path:
+    """24 short four-voice pieces (two-bar cuts of a chorale, each moved by its own interval): a
+    corpus large enough to be split by documents."""
+    folder = tmp_path_factory.mktemp("voices")
+    bar = 4 * chorale.tpq
+    for i in range(24):
+        cut = chorale.select((chorale.time >= (i % 8) * bar) & (chorale.time < (i % 8 + 2) * bar))
+        cut.time = cut.time - (i % 8) * bar
+        cut.pitch = cut.pitch + (i // 8) - 1
+        write_piece(cut, folder / f"p{i:02d}.mid")
+    return folder
+
+
+def test_held_out_pieces_are_measured_as_read_and_trained_in_layouts(voices_folder):
+    """Training gives some tracks first in some pieces; the held-out pieces stay as a composition
+    is written (every track in the mix), so their loss measures that."""
+    from seqgen.data.music import load_music_corpus
+    from seqgen.data.split import split
+
+    def opens_with_mix(ids) -> list[bool]:
+        """For each bar: does its first part (after the meter) open with Mix?"""
+        names = [V3.token_name(int(i)) for i in ids]
+        return [next(n for n in names[b + 1:] if not n.startswith("TimeSig")).startswith("Mix")
+                for b, name in enumerate(names) if name == "Bar" and names[b + 1] != "EOS"]
+
+    data = load_music_corpus(str(voices_folder), tokenizer=V3, report=None)
+    parts = split(data, 0.1)
+    assert parts.mode == "documents" and parts.held_out
+    read = [V3.encode(read_any(voices_folder / f"{name}.mid")[0]) for name in parts.held_out]
+    assert np.array_equal(np.asarray(parts.val), np.concatenate(read))
+    assert all(opens_with_mix(parts.val))
+    assert not all(opens_with_mix(parts.train))  # some training pieces give tracks first
+    v1 = load_music_corpus(str(voices_folder), tokenizer=MidiTokenizer(), report=None)
+    assert v1.held_form is None and "held_form" not in v1.meta  # version 1 has no training layout
+
+
+def test_a_lost_held_out_stream_rebuilds_the_cache(voices_folder):
+    import warnings
+
+    from seqgen.data.cache import CacheRebuilt, cache_dir
+    from seqgen.data.music import corpus_key, load_music_corpus, music_files
+
+    data = load_music_corpus(str(voices_folder), tokenizer=V3, report=None)
+    files, root, _ = music_files(str(voices_folder))
+    held = cache_dir() / f"{corpus_key(files, root, V3)}.held.bin"
+    assert held.exists() and data.held_form is not None
+    before = np.array(data.held_form)
+    cut = held.with_name("cut")
+    cut.write_bytes(held.read_bytes()[:-2])  # a new file, so the stream mapped above stays whole
+    cut.replace(held)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = load_music_corpus(str(voices_folder), tokenizer=V3, report=None)
+    assert any(issubclass(w.category, CacheRebuilt) for w in caught)
+    assert np.array_equal(np.asarray(again.held_form), before)
+
+
 def test_transposition_moves_the_key_control(chorale):
     ids = V2.encode(chorale)[None]
     moved = V2.transpose_batch(ids, np.random.default_rng(0), 2, 2)

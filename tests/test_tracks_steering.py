@@ -29,15 +29,24 @@ def test_the_key_asked_for_is_the_key_found(key):
         assert piece.info["dropped_tokens"] == 0 and piece.info["notes_cut"] == 0
 
 
+@pytest.mark.parametrize("instruments", ["piano,violin,drums", "soprano,alto,tenor,bass"], ids=["band", "choir"])
 @pytest.mark.parametrize("band", [0, 1, 2], ids=["low", "medium", "high"])
-def test_the_density_band_asked_for_is_the_band_found(band):
+def test_the_density_band_asked_for_is_the_band_found(band, instruments):
     from seqgen.compose import compose
+    from seqgen.tokenizers.steering import density_bounds
 
-    for seed, meter in zip(range(3), [(4, 4), (3, 4), (6, 8)]):
+    for seed, meter in enumerate([(4, 4), (3, 4), (6, 8), (4, 4), (4, 4), (4, 4)]):
         piece = compose(random_gen(V3), bars=4, rng=np.random.default_rng(seed),
-                        controls=Controls(meter=meter, density=band), tracks=parse_instruments("piano,violin,drums"))
+                        controls=Controls(meter=meter, density=band), tracks=parse_instruments(instruments))
         assert density_band(piece) == band
         assert piece.info["dropped_tokens"] == 0 and piece.info["notes_cut"] == 0
+        steps = meter[0] * 4 * V3.resolution // meter[1]
+        floor = density_bounds(band, steps, V3.resolution)[0]
+        bar = steps * piece.tpq // V3.resolution
+        for b in range(4):  # every track's part of every bar holds the band's floor of onsets
+            for k in range(len(piece.tracks)):
+                here = (piece.track == k) & (piece.time // bar == b)
+                assert len(np.unique(piece.time[here])) >= floor, (seed, meter, b, piece.tracks[k].name)
 
 
 def test_the_key_steer_masks_only_while_the_key_wavers():

@@ -1,7 +1,10 @@
 """Token streams on disk: ``<key>.bin`` (a 16-byte header, then the ids as a memmap) and
 ``<key>.json`` (its description), keyed by the corpus content, so a second run with the same
-content starts at once. An entry whose size or header does not match its description (a crash
-while it was written, a disk error) is rebuilt, with a ``CacheRebuilt`` warning saying so."""
+content starts at once. A music corpus whose training stream holds its pieces in a training
+layout (tracks given first, controls dropped) also keeps ``<key>.held.bin``: every piece as it is
+read, the form its held-out pieces are measured in. An entry whose size or header does not match
+its description (a crash while it was written, a disk error) is rebuilt, with a ``CacheRebuilt``
+warning saying so."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
-from seqgen.errors import CorpusError
+from seqgen.errors import CorpusError, FileWriteError
 from seqgen.fileio import atomic_path, write_json
 from seqgen.tokenizers import Tokenizer, tokenizer_from_dict
 
@@ -45,6 +48,9 @@ class TokenData:
     tokenizer: Tokenizer
     source: str
     meta: dict = field(default_factory=dict)
+    # (M,) each document as it is read, where ``tokens`` holds it in a training layout; the rows of
+    # ``meta["held_form"]`` ([offset, length], one per document) place them; None: ``tokens`` is that form
+    held_form: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -56,21 +62,75 @@ class TokenData:
         return self.tokens[: n - n_val], self.tokens[n - n_val :]
 
 
-def write_cache(key: str, chunks: Iterator[np.ndarray], tokenizer: Tokenizer, name: str, meta: dict) -> TokenData:
-    """Write id chunks to ``<key>.bin`` and its JSON description, each atomically."""
+def _dtype(tokenizer: Tokenizer) -> np.dtype:
+    return np.dtype(np.uint16 if tokenizer.vocab_size <= 65535 else np.uint32)
+
+
+class HeldFormWriter:
+    """The second stream of a music corpus (``TokenData.held_form``), written beside the first
+    while the corpus is read: ``add(ids)`` once per document, in order; ``write_cache`` commits
+    it (a temp file renamed into place) before the description, or drops it."""
+
+    def __init__(self, key: str, tokenizer: Tokenizer):
+        self.path, self._dtype = cache_dir() / f"{key}.held.bin", _dtype(tokenizer)
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self._tmp, "wb")
+        except OSError as e:
+            raise FileWriteError(f"cannot write {self.path}: {e.strerror or e}") from None
+        self._fh.write(HEADER.pack(MAGIC, 0))
+        self.rows: list[list[int]] = []
+        self.n = 0
+
+    def add(self, ids: np.ndarray) -> None:
+        self._fh.write(np.asarray(ids, dtype=self._dtype).tobytes())
+        self.rows.append([self.n, int(len(ids))])
+        self.n += len(ids)
+
+    def close(self, ok: bool) -> None:
+        if self._fh.closed:
+            return
+        try:
+            if ok:
+                self._fh.seek(0)
+                self._fh.write(HEADER.pack(MAGIC, self.n))
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            self._fh.close()
+            if ok:
+                os.replace(self._tmp, self.path)
+        except OSError as e:
+            raise FileWriteError(f"cannot write {self.path}: {e.strerror or e}") from None
+        finally:
+            self._fh.close()
+            self._tmp.unlink(missing_ok=True)
+
+
+def write_cache(key: str, chunks: Iterator[np.ndarray], tokenizer: Tokenizer, name: str, meta: dict,
+                held: HeldFormWriter | None = None) -> TokenData:
+    """Write id chunks to ``<key>.bin`` and its JSON description, each atomically (``held``: the
+    second stream the chunks' producer fills, committed before the description)."""
     folder = cache_dir()
-    dtype = np.uint16 if tokenizer.vocab_size <= 65535 else np.uint32
+    dtype = _dtype(tokenizer)
     n = 0
-    with atomic_path(folder / f"{key}.bin") as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(HEADER.pack(MAGIC, 0))
-            for ids in chunks:
-                fh.write(np.asarray(ids, dtype=dtype).tobytes())
-                n += len(ids)
-            if n == 0:
-                raise CorpusError(f"corpus {name!r} is empty")
-            fh.seek(0)
-            fh.write(HEADER.pack(MAGIC, n))
+    try:
+        with atomic_path(folder / f"{key}.bin") as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(HEADER.pack(MAGIC, 0))
+                for ids in chunks:
+                    fh.write(np.asarray(ids, dtype=dtype).tobytes())
+                    n += len(ids)
+                if n == 0:
+                    raise CorpusError(f"corpus {name!r} is empty")
+                fh.seek(0)
+                fh.write(HEADER.pack(MAGIC, n))
+        if held is not None:
+            held.close(ok=True)
+            meta = {**meta, "held_form": held.rows, "held_tokens": held.n}
+    finally:
+        if held is not None:
+            held.close(ok=False)
     # ``meta`` is read only now, after the last chunk: music corpora fill it while they are read.
     write_json(folder / f"{key}.json", {"format": CACHE_FORMAT, "tokens": n, "dtype": np.dtype(dtype).name,
                                         "tokenizer": tokenizer.to_dict(), "source": name, "meta": meta})
@@ -90,13 +150,25 @@ def open_cached(key: str) -> TokenData | None:
         if info.get("format") != CACHE_FORMAT:
             return None  # an older format: rebuilt quietly
         n, dtype = int(info["tokens"]), np.dtype(info["dtype"])
-        with open(bpath, "rb") as fh:
-            magic, count = HEADER.unpack(fh.read(HEADER.size))
-        size = bpath.stat().st_size
-        if magic != MAGIC or count != n or size != HEADER.size + n * dtype.itemsize:
-            raise ValueError(f"{size:,} bytes with header {magic!r}/{count:,} where {n:,} tokens were written")
-        tokens = np.memmap(bpath, dtype=dtype, mode="r", offset=HEADER.size, shape=(n,))
+        tokens = _open_stream(bpath, n, dtype)
+        meta = info.get("meta", {})
+        held = None
+        if "held_form" in meta:
+            hpath = folder / f"{key}.held.bin"
+            held = _open_stream(hpath, int(meta["held_tokens"]), dtype)
+            if len(meta["held_form"]) != len(meta.get("pieces", [])):
+                raise ValueError(f"{hpath} places {len(meta['held_form'])} pieces of {len(meta.get('pieces', []))}")
     except (ValueError, KeyError, OSError, struct.error, TypeError) as e:
         warnings.warn(f"the token cache {bpath} is damaged ({e}); rebuilding it", CacheRebuilt, stacklevel=2)
         return None
-    return TokenData(tokens, tokenizer_from_dict(info["tokenizer"]), info.get("source", ""), info.get("meta", {}))
+    return TokenData(tokens, tokenizer_from_dict(info["tokenizer"]), info.get("source", ""), meta, held)
+
+
+def _open_stream(path: Path, n: int, dtype: np.dtype) -> np.ndarray:
+    """The memmap of a stream of ``n`` ids; ValueError (OSError) where the file does not hold them."""
+    with open(path, "rb") as fh:
+        magic, count = HEADER.unpack(fh.read(HEADER.size))
+    size = path.stat().st_size
+    if magic != MAGIC or count != n or size != HEADER.size + n * dtype.itemsize:
+        raise ValueError(f"{size:,} bytes with header {magic!r}/{count:,} where {n:,} tokens were written")
+    return np.memmap(path, dtype=dtype, mode="r", offset=HEADER.size, shape=(n,))

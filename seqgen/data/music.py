@@ -28,14 +28,14 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from seqgen.data.cache import TokenData, open_cached, write_cache
+from seqgen.data.cache import HeldFormWriter, TokenData, open_cached, write_cache
 from seqgen.data.sources import MIDI_SUFFIXES, MUSIC_SUFFIXES, music_files, relative_name
 from seqgen.errors import CorpusError, MusicFileError
 from seqgen.music.files import read_any
 from seqgen.tokenizers import Tokenizer
 from seqgen.tokenizers.midi import MidiTokenizer
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the pieces as read, beside their training layouts (cache.HeldFormWriter)
 DEFAULT_VERSION = 3  # MIDI tokens of new runs: tracks and controls, voices interleaved (older runs read their own)
 POOL_MIN_FILES = 16  # parse music21 files in worker processes from this many on
 POOL_MIN_MIDI = 256  # read MIDI files in worker processes from this many on
@@ -64,20 +64,25 @@ def _tokenizer(config: str) -> MidiTokenizer:
     return MidiTokenizer.from_dict(json.loads(config))
 
 
-def encode_file(path: str, config: str) -> list[tuple[str, np.ndarray | None, str]]:
-    """[(piece name, ids, "")] for a file, or [(file name, None, reason)] when it cannot be read.
-    A top-level function so worker processes can run it."""
+Encoded = tuple[str, np.ndarray | None, np.ndarray | None, str]
+
+
+def encode_file(path: str, config: str) -> list[Encoded]:
+    """[(piece name, training ids, ids as read, "")] for a file (the ids as read are None where
+    the tokenizer gives training pieces no layout of their own: version 1), or [(file name, None,
+    None, reason)] when it cannot be read. A top-level function so worker processes can run it."""
     tok = _tokenizer(config)
     try:
         pieces = read_any(Path(path))
-        return [(p.name, tok.encode(p, training=True).astype(np.uint16), "") for p in pieces]
+        return [(p.name, tok.encode(p, training=True).astype(np.uint16),
+                 tok.encode(p).astype(np.uint16) if tok.version >= 2 else None, "") for p in pieces]
     except MusicFileError as e:
-        return [(Path(path).name, None, str(e))]
+        return [(Path(path).name, None, None, str(e))]
     except Exception as e:  # a reader's bug on a strange file must not stop a whole corpus
-        return [(Path(path).name, None, f"unreadable ({type(e).__name__}: {str(e)[:120]})")]
+        return [(Path(path).name, None, None, f"unreadable ({type(e).__name__}: {str(e)[:120]})")]
 
 
-def encode_files(paths: list[str], config: str) -> list[list[tuple[str, np.ndarray | None, str]]]:
+def encode_files(paths: list[str], config: str) -> list[list[Encoded]]:
     """``encode_file`` for each path in order; a file that is not music gives [] (the caller
     skips it by its suffix). One worker task."""
     return [encode_file(p, config) if Path(p).suffix.lower() in MUSIC_SUFFIXES else [] for p in paths]
@@ -204,6 +209,7 @@ def load_music_corpus(spec: str, tokenizer: Tokenizer | None = None, progress: P
         return cached
     config = json.dumps(tokenizer.to_dict(), sort_keys=True)
     meta: dict = {"files": len(files), "pieces": [], "skipped": [], "kind": "music"}
+    held = HeldFormWriter(key, tokenizer) if tokenizer.version >= 2 else None  # the pieces as read
 
     def chunks() -> Iterator[np.ndarray]:
         # meta is filled while write_cache consumes this; it writes meta after the last chunk
@@ -212,10 +218,12 @@ def load_music_corpus(spec: str, tokenizer: Tokenizer | None = None, progress: P
             if f.suffix.lower() not in MUSIC_SUFFIXES:
                 meta["skipped"].append([relative_name(f, root), f"not a music file ({f.suffix or 'no suffix'})"])
                 results = []
-            for piece_name, ids, reason in results:
+            for piece_name, ids, as_read, reason in results:
                 if ids is None:
                     meta["skipped"].append([relative_name(f, root), reason])
                     continue
+                if held is not None:
+                    held.add(as_read)
                 meta["pieces"].append([piece_name, offset, int(len(ids))])
                 offset += len(ids)
                 yield ids
@@ -225,7 +233,7 @@ def load_music_corpus(spec: str, tokenizer: Tokenizer | None = None, progress: P
             reasons = "; ".join(f"{n}: {r}" for n, r in meta["skipped"][:3])
             raise CorpusError(f"no readable music in {spec!r}: all {len(files)} file(s) were skipped ({reasons})")
 
-    data = write_cache(key, chunks(), tokenizer, name, meta)
+    data = write_cache(key, chunks(), tokenizer, name, meta, held)
     if report and meta["skipped"]:
         report(meta["skipped"], len(files))
     return data

@@ -7,6 +7,10 @@
   the tokens; no document is on both sides, and held-out text comes from every part of the
   corpus rather than from its last collection.
 - ``auto``: documents when the corpus is made of at least ``MIN_DOCUMENTS`` (20) of them, else tail.
+
+A music corpus read with tracks (MIDI tokens from version 2 on) trains on its pieces in training
+layouts (the tracks shuffled or given first, controls dropped at random); its held-out pieces are
+measured as they are read (``TokenData.held_form``), the order a composition is written in.
 """
 
 from __future__ import annotations
@@ -59,14 +63,16 @@ def split(data: TokenData, val_fraction: float, mode: str = "auto", seed: int = 
             break
         held.add(int(i))
         total += docs[i][2]
-    tokens = data.tokens
+    # held-out pieces are measured as they are read, where training reads them in a training layout
+    as_read = data.meta.get("held_form") if data.held_form is not None else None
 
-    def gather(indices: list[int]) -> np.ndarray:
-        parts = [np.asarray(tokens[docs[i][1] : docs[i][1] + docs[i][2]]) for i in indices]
+    def gather(indices: list[int], tokens: np.ndarray, rows) -> np.ndarray:
+        parts = [np.asarray(tokens[rows[i][-2] : rows[i][-2] + rows[i][-1]]) for i in indices]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=tokens.dtype)
 
     keep = [i for i in range(len(docs)) if i not in held]
-    return Split(gather(keep), gather(sorted(held)), "documents", [docs[i][0] for i in sorted(held)])
+    val = gather(sorted(held), data.held_form, as_read) if as_read else gather(sorted(held), data.tokens, docs)
+    return Split(gather(keep, data.tokens, docs), val, "documents", [docs[i][0] for i in sorted(held)])
 
 
 def run_split(data: TokenData, cfg) -> Split:

@@ -305,8 +305,8 @@ class TokenGrammar(MixedPart):
 
     def _body_allowed(self, m: np.ndarray) -> np.ndarray:
         m = self._body_rules(m)
-        if self.density is None or not self.v2 or self.seg < 0 or self.bar == 0:
-            return m
+        if self.density is None or not self.v2 or (self.seg < 0 and not self.mix) or self.bar == 0:
+            return m  # (the mixed part has no implied track after its first track's note: still steered)
         steered = self._steer_mix(m.copy()) if self.mix else self._steer_density(m.copy())
         return steered if steered.any() else m
 
