@@ -91,24 +91,38 @@ def write_tracks(gen, given: Piece, new_tracks=None, controls: Controls | None =
                           "(cut the file, or write it in parts)")
     bars = np.split(ids[bar_at[0]:], bar_at[1:] - bar_at[0])
     steer = grammar_options(controls)  # the key and density asked for (not those read off the given music)
+    banned = (tok.bos_id, tok.pre_id, tok.suf_id, tok.mid_id, tok.eot_id)
+    head: list[int] = []  # the header tokens the model writes
     if new_tracks:
         tracks = list(given.tracks) + list(new_tracks)
         if len(tracks) > 16:
             raise ConfigError(f"{len(tracks)} tracks in all; the tokens hold at most 16")
         prompt = np.asarray(header_ids(tok, tracks, ctl), dtype=np.int64)
-        grammar = TokenGrammar(tok, bars=n_bars, role_ranges=role_ranges, min_tracks=len(tracks),
-                               max_tracks=len(tracks), voices=voices, **steer)
+
+        def grammar() -> TokenGrammar:
+            return TokenGrammar(tok, bars=n_bars, role_ranges=role_ranges, min_tracks=len(tracks),
+                                max_tracks=len(tracks), voices=voices, **steer)
     else:
-        prompt = ids[:bar_at[0]]
-        grammar = TokenGrammar(tok, bars=n_bars, role_ranges=role_ranges, min_tracks=g + min_new,
-                               first_roles=first_roles, distinct_roles=distinct_roles, voices=voices, **steer)
-    constraint = Constraint([grammar], [Script(bars, tok.bar_id)])
-    steps = 16 * 8 + n_bars * TOKENS_PER_BAR
+        def grammar() -> TokenGrammar:
+            return TokenGrammar(tok, bars=n_bars, role_ranges=role_ranges, min_tracks=g + min_new,
+                                first_roles=first_roles, distinct_roles=distinct_roles, voices=voices, **steer)
+
+        # the tracks the model adds are the ones it finds most likely (the voices its corpus has,
+        # SATB for the chorales), whatever the temperature its notes are drawn at
+        for step in generate(gen.engine, ids[None, :bar_at[0]], 3 * MAX_TRACKS + 1, rng=rng, stop_id=tok.bar_id,
+                             options=SamplingOptions(temperature=0), banned=banned, exempt=exempt_ids(tok),
+                             constraint=Constraint([grammar()])):
+            if step[0] == tok.bar_id:
+                break
+            head.append(int(step[0]))
+        prompt = np.concatenate((ids[:bar_at[0]], np.asarray(head, dtype=np.int64)))
+    constraint = Constraint([grammar()], [Script(bars, tok.bar_id)])
+    written_tracks = len(new_tracks) if new_tracks else int((tok.kinds_of(head) == tok.kind_index("Track")).sum())
+    steps = 16 * 8 + n_bars * TOKENS_PER_BAR * max(1, written_tracks)  # each track written may fill a bar's budget
     opts = (options or SamplingOptions()).check()
     written = []
     for step in generate(gen.engine, prompt[None], steps, rng=rng, stop_id=tok.eos_id, options=opts,
-                         banned=(tok.bos_id, tok.pre_id, tok.suf_id, tok.mid_id, tok.eot_id), exempt=exempt_ids(tok),
-                         constraint=constraint):
+                         banned=banned, exempt=exempt_ids(tok), constraint=constraint):
         if step[0] == tok.eos_id:
             break
         written.append(int(step[0]))
@@ -116,7 +130,7 @@ def write_tracks(gen, given: Piece, new_tracks=None, controls: Controls | None =
     decoded = tok.decode(out_ids, tpq=given.tpq, name=given.name)
     new = decoded.only_tracks(range(g, len(decoded.tracks)))
     piece = given.joined(new)
-    piece.info = {**decoded.info, "tokens": len(written), "given_tracks": g}
+    piece.info = {**decoded.info, "tokens": len(head) + len(written), "given_tracks": g}
     # the given notes are the file's own: what their tokens lose (quantized unisons) is no repair of the model's
     alone = tok.decode(np.concatenate((ids, [tok.eos_id])), tpq=given.tpq).info
     for k in ("dropped_tokens", "notes_cut"):

@@ -259,6 +259,18 @@ def test_harmonize_keeps_the_melody_note_for_note(tok, song):
     assert len(out.tracks) >= 2 and out.info["dropped_tokens"] == 0 and out.info["notes_cut"] == 0
 
 
+def test_harmonize_adds_the_voices_the_model_finds_most_likely_whatever_the_draws(song):
+    """The tracks written around a melody come from the header the model finds most likely (so
+    a chorale run writes SATB), not from a draw: the same model gives the same voices for any
+    seed, while the notes differ."""
+    from seqgen.voices import harmonize
+
+    melody = read_any(song)[0].only_tracks([0])
+    outs = [harmonize(random_gen(V3), melody, rng=np.random.default_rng(seed)) for seed in range(4)]
+    assert len({tuple(t.name for t in o.tracks) for o in outs}) == 1
+    assert len({tuple(o.pitch[o.track > 0].tolist()) for o in outs}) > 1
+
+
 @pytest.mark.parametrize("tok", TRACKS.values(), ids=TRACKS.keys())
 def test_harmonized_voices_sing_one_note_at_a_time_and_never_cross_where_they_start(tok, song):
     from seqgen.voices import harmonize
