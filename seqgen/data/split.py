@@ -9,8 +9,9 @@
 - ``auto``: documents when the corpus is made of at least ``MIN_DOCUMENTS`` (20) of them, else tail.
 
 A music corpus read with tracks (MIDI tokens from version 2 on) trains on its pieces in training
-layouts (the tracks shuffled or given first, controls dropped at random); its held-out pieces are
-measured as they are read (``TokenData.held_form``), the order a composition is written in.
+layouts (the tracks shuffled or given first, controls dropped at random); split by documents,
+its held-out pieces are measured as they are read (``TokenData.held_form``), the order a
+composition is written in. (A tail split, for fewer than 20 pieces, cuts the training stream.)
 """
 
 from __future__ import annotations
