@@ -56,8 +56,8 @@ def per_piece(run: Path) -> dict[str, tuple[float, int]]:
     starts = list(np.flatnonzero(np.asarray(val) == 0)) + [len(val)]  # each held-out piece begins with BOS
     if len(starts) - 1 != len(parts.held_out):
         raise SystemExit(f"{run}: {len(starts) - 1} pieces in the split, {len(parts.held_out)} names")
-    notes = np.isin(tok.kinds_of(val), [tok.kind_index("Pitch"), tok.kind_index("Drum")])
     kinds = tok.kinds_of(val)
+    notes = np.isin(kinds, [tok.kind_index("Pitch"), tok.kind_index("Drum")])
     names = {k: KINDS[k] if k >= 0 else "?" for k in np.unique(kinds).tolist()}
     out = {}
     for name, a, b in zip(parts.held_out, starts[:-1], starts[1:]):

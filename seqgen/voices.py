@@ -98,15 +98,14 @@ def write_tracks(gen, given: Piece, new_tracks=None, controls: Controls | None =
         if len(tracks) > 16:
             raise ConfigError(f"{len(tracks)} tracks in all; the tokens hold at most 16")
         prompt = np.asarray(header_ids(tok, tracks, ctl), dtype=np.int64)
-
-        def grammar() -> TokenGrammar:
-            return TokenGrammar(tok, bars=n_bars, role_ranges=role_ranges, min_tracks=len(tracks),
-                                max_tracks=len(tracks), voices=voices, **steer)
+        header = {"min_tracks": len(tracks), "max_tracks": len(tracks)}
     else:
-        def grammar() -> TokenGrammar:
-            return TokenGrammar(tok, bars=n_bars, role_ranges=role_ranges, min_tracks=g + min_new,
-                                first_roles=first_roles, distinct_roles=distinct_roles, voices=voices, **steer)
+        header = {"min_tracks": g + min_new, "first_roles": first_roles, "distinct_roles": distinct_roles}
 
+    def grammar() -> TokenGrammar:
+        return TokenGrammar(tok, bars=n_bars, role_ranges=role_ranges, voices=voices, **header, **steer)
+
+    if not new_tracks:
         # the tracks the model adds are the ones it finds most likely (the voices its corpus has,
         # SATB for the chorales), whatever the temperature its notes are drawn at
         for step in generate(gen.engine, ids[None, :bar_at[0]], 3 * MAX_TRACKS + 1, rng=rng, stop_id=tok.bar_id,

@@ -8,6 +8,7 @@ warning saying so."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -18,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-from seqgen.errors import CorpusError, FileWriteError
+from seqgen.errors import CorpusError
 from seqgen.fileio import atomic_path, write_json
 from seqgen.tokenizers import Tokenizer, tokenizer_from_dict
 
@@ -62,75 +63,38 @@ class TokenData:
         return self.tokens[: n - n_val], self.tokens[n - n_val :]
 
 
-def _dtype(tokenizer: Tokenizer) -> np.dtype:
-    return np.dtype(np.uint16 if tokenizer.vocab_size <= 65535 else np.uint32)
-
-
-class HeldFormWriter:
-    """The second stream of a music corpus (``TokenData.held_form``), written beside the first
-    while the corpus is read: ``add(ids)`` once per document, in order; ``write_cache`` commits
-    it (a temp file renamed into place) before the description, or drops it."""
-
-    def __init__(self, key: str, tokenizer: Tokenizer):
-        self.path, self._dtype = cache_dir() / f"{key}.held.bin", _dtype(tokenizer)
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self._tmp, "wb")
-        except OSError as e:
-            raise FileWriteError(f"cannot write {self.path}: {e.strerror or e}") from None
-        self._fh.write(HEADER.pack(MAGIC, 0))
-        self.rows: list[list[int]] = []
-        self.n = 0
-
-    def add(self, ids: np.ndarray) -> None:
-        self._fh.write(np.asarray(ids, dtype=self._dtype).tobytes())
-        self.rows.append([self.n, int(len(ids))])
-        self.n += len(ids)
-
-    def close(self, ok: bool) -> None:
-        if self._fh.closed:
-            return
-        try:
-            if ok:
-                self._fh.seek(0)
-                self._fh.write(HEADER.pack(MAGIC, self.n))
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-            self._fh.close()
-            if ok:
-                os.replace(self._tmp, self.path)
-        except OSError as e:
-            raise FileWriteError(f"cannot write {self.path}: {e.strerror or e}") from None
-        finally:
-            self._fh.close()
-            self._tmp.unlink(missing_ok=True)
-
-
-def write_cache(key: str, chunks: Iterator[np.ndarray], tokenizer: Tokenizer, name: str, meta: dict,
-                held: HeldFormWriter | None = None) -> TokenData:
-    """Write id chunks to ``<key>.bin`` and its JSON description, each atomically (``held``: the
-    second stream the chunks' producer fills, committed before the description)."""
+def write_cache(key: str, chunks: Iterator, tokenizer: Tokenizer, name: str, meta: dict,
+                held_form: bool = False) -> TokenData:
+    """Write id chunks to ``<key>.bin`` and its JSON description, each atomically. ``held_form``:
+    each chunk is a document as (training ids, ids as read), the second written to
+    ``<key>.held.bin`` (``TokenData.held_form``); both streams are in place before the description."""
     folder = cache_dir()
-    dtype = _dtype(tokenizer)
-    n = 0
-    try:
-        with atomic_path(folder / f"{key}.bin") as tmp:
-            with open(tmp, "wb") as fh:
-                fh.write(HEADER.pack(MAGIC, 0))
-                for ids in chunks:
-                    fh.write(np.asarray(ids, dtype=dtype).tobytes())
-                    n += len(ids)
-                if n == 0:
-                    raise CorpusError(f"corpus {name!r} is empty")
-                fh.seek(0)
-                fh.write(HEADER.pack(MAGIC, n))
-        if held is not None:
-            held.close(ok=True)
-            meta = {**meta, "held_form": held.rows, "held_tokens": held.n}
-    finally:
-        if held is not None:
-            held.close(ok=False)
+    dtype = np.uint16 if tokenizer.vocab_size <= 65535 else np.uint32
+    n = n_held = 0
+    rows: list[list[int]] = []  # held_form: [offset, length] of each document as read
+    with contextlib.ExitStack() as stack:
+
+        def stream(path: Path):  # written to a temp file, renamed onto ``path`` when all went well
+            fh = stack.enter_context(open(stack.enter_context(atomic_path(path)), "wb"))
+            fh.write(HEADER.pack(MAGIC, 0))
+            return fh
+
+        files = [stream(folder / f"{key}.bin")] + ([stream(folder / f"{key}.held.bin")] if held_form else [])
+        for chunk in chunks:
+            ids, as_read = chunk if held_form else (chunk, None)
+            files[0].write(np.asarray(ids, dtype=dtype).tobytes())
+            n += len(ids)
+            if held_form:
+                files[1].write(np.asarray(as_read, dtype=dtype).tobytes())
+                rows.append([n_held, int(len(as_read))])
+                n_held += len(as_read)
+        if n == 0:
+            raise CorpusError(f"corpus {name!r} is empty")
+        for fh, count in zip(files, (n, n_held)):
+            fh.seek(0)
+            fh.write(HEADER.pack(MAGIC, count))
+    if held_form:
+        meta = {**meta, "held_form": rows, "held_tokens": n_held}
     # ``meta`` is read only now, after the last chunk: music corpora fill it while they are read.
     write_json(folder / f"{key}.json", {"format": CACHE_FORMAT, "tokens": n, "dtype": np.dtype(dtype).name,
                                         "tokenizer": tokenizer.to_dict(), "source": name, "meta": meta})

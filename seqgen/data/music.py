@@ -28,14 +28,14 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from seqgen.data.cache import HeldFormWriter, TokenData, open_cached, write_cache
+from seqgen.data.cache import TokenData, open_cached, write_cache
 from seqgen.data.sources import MIDI_SUFFIXES, MUSIC_SUFFIXES, music_files, relative_name
 from seqgen.errors import CorpusError, MusicFileError
 from seqgen.music.files import read_any
 from seqgen.tokenizers import Tokenizer
 from seqgen.tokenizers.midi import MidiTokenizer
 
-CACHE_VERSION = 2  # 2: the pieces as read, beside their training layouts (cache.HeldFormWriter)
+CACHE_VERSION = 2  # 2: the pieces as read, beside their training layouts (TokenData.held_form)
 DEFAULT_VERSION = 3  # MIDI tokens of new runs: tracks and controls, voices interleaved (older runs read their own)
 POOL_MIN_FILES = 16  # parse music21 files in worker processes from this many on
 POOL_MIN_MIDI = 256  # read MIDI files in worker processes from this many on
@@ -209,9 +209,9 @@ def load_music_corpus(spec: str, tokenizer: Tokenizer | None = None, progress: P
         return cached
     config = json.dumps(tokenizer.to_dict(), sort_keys=True)
     meta: dict = {"files": len(files), "pieces": [], "skipped": [], "kind": "music"}
-    held = HeldFormWriter(key, tokenizer) if tokenizer.version >= 2 else None  # the pieces as read
+    held_form = tokenizer.version >= 2  # training layouts of their own: keep the pieces as read too
 
-    def chunks() -> Iterator[np.ndarray]:
+    def chunks() -> Iterator:
         # meta is filled while write_cache consumes this; it writes meta after the last chunk
         offset = 0
         for i, (f, results) in enumerate(_results(files, config, workers, root)):
@@ -222,18 +222,16 @@ def load_music_corpus(spec: str, tokenizer: Tokenizer | None = None, progress: P
                 if ids is None:
                     meta["skipped"].append([relative_name(f, root), reason])
                     continue
-                if held is not None:
-                    held.add(as_read)
                 meta["pieces"].append([piece_name, offset, int(len(ids))])
                 offset += len(ids)
-                yield ids
+                yield (ids, as_read) if held_form else ids
             if progress:
                 progress("reading music", i + 1, len(files))
         if not meta["pieces"]:
             reasons = "; ".join(f"{n}: {r}" for n, r in meta["skipped"][:3])
             raise CorpusError(f"no readable music in {spec!r}: all {len(files)} file(s) were skipped ({reasons})")
 
-    data = write_cache(key, chunks(), tokenizer, name, meta, held)
+    data = write_cache(key, chunks(), tokenizer, name, meta, held_form)
     if report and meta["skipped"]:
         report(meta["skipped"], len(files))
     return data

@@ -64,16 +64,18 @@ def split(data: TokenData, val_fraction: float, mode: str = "auto", seed: int = 
             break
         held.add(int(i))
         total += docs[i][2]
-    # held-out pieces are measured as they are read, where training reads them in a training layout
-    as_read = data.meta.get("held_form") if data.held_form is not None else None
-
-    def gather(indices: list[int], tokens: np.ndarray, rows) -> np.ndarray:
-        parts = [np.asarray(tokens[rows[i][-2] : rows[i][-2] + rows[i][-1]]) for i in indices]
+    def gather(indices: list[int], tokens: np.ndarray, spans) -> np.ndarray:
+        parts = [np.asarray(tokens[spans[i][0] : spans[i][0] + spans[i][1]]) for i in indices]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=tokens.dtype)
 
+    trained = [(offset, length) for _, offset, length in docs]
     keep = [i for i in range(len(docs)) if i not in held]
-    val = gather(sorted(held), data.held_form, as_read) if as_read else gather(sorted(held), data.tokens, docs)
-    return Split(gather(keep, data.tokens, docs), val, "documents", [docs[i][0] for i in sorted(held)])
+    # held-out pieces are measured as they are read, where training reads them in a training layout
+    if data.held_form is not None:
+        val = gather(sorted(held), data.held_form, data.meta["held_form"])
+    else:
+        val = gather(sorted(held), data.tokens, trained)
+    return Split(gather(keep, data.tokens, trained), val, "documents", [docs[i][0] for i in sorted(held)])
 
 
 def run_split(data: TokenData, cfg) -> Split:
