@@ -100,6 +100,7 @@ class Batcher:
         self.tokenizer = gen.tokenizer
         self.vocab = gen.tokenizer.vocab_size
         self.exempt = exempt_ids(gen.tokenizer)
+        self.pieces = [gen.tokenizer.decode([i]) for i in range(self.vocab)]  # each id's text, as decoded alone
         self.max_rows, self.max_queue = max_rows, max_queue
         self.axes = batch_axes(gen)
         self.draws = getattr(self.engine, "can_draw", False)  # the onnxruntime engine draws chunks itself
@@ -238,11 +239,13 @@ class Batcher:
             bias[k, list(row.job.banned)] = -np.inf
         logits = np.concatenate([row.logits for row in rows])
         ids, _, logits, self._state = self.engine.draw(logits, self._state, u, temperature, bias)
-        for step in range(len(ids)):
-            for k, row in enumerate(rows):
-                if not row.done:
-                    self._accept(row, int(ids[step, k]))
-        for k, row in enumerate(rows):
+        for k, (row, row_ids) in enumerate(zip(rows, ids.T.tolist())):
+            for i in row_ids:  # the row's chunk taken id by id, then shown in one event
+                if row.done:
+                    break
+                self._accept(row, i, report=False)
+            if not row.done:
+                self._report(row)
             row.logits = logits[k : k + 1]
         self.steps += len(ids)
 
@@ -272,8 +275,9 @@ class Batcher:
                 out[k] = i
         return out
 
-    def _accept(self, row: _Row, i: int) -> None:
-        """Take a row's drawn id: report what is now safe to show; mark the row done at its end."""
+    def _accept(self, row: _Row, i: int, report: bool = True) -> None:
+        """Take a row's drawn id: report what is now safe to show (unless the caller reports after
+        a chunk of ids); mark the row done at its end, which always reports."""
         job = row.job
         row.count += 1
         if job.stop_id is not None and i == job.stop_id:
@@ -288,7 +292,7 @@ class Batcher:
             if job.logprobs > 0:
                 best = np.argsort(-logp, kind="stable")[: job.logprobs]
                 top = {self.tokenizer.decode([int(b)]): float(logp[b]) for b in best}
-        piece = self.tokenizer.decode([i])
+        piece = self.pieces[i]
         row.pending.append((piece, lp, top))
         row.matcher.push(piece)
         if row.matcher.hit is not None:
@@ -296,7 +300,7 @@ class Batcher:
         elif row.count >= job.steps:
             row.matcher.flush()
             self._finish(row, "length")
-        else:
+        elif report:
             self._report(row)
 
     def _report(self, row: _Row, finish: str | None = None) -> None:
