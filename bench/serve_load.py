@@ -1,10 +1,12 @@
 """Load on ``seqgen serve``: 1, 4, 16 and 64 concurrent streaming clients for a bounded time each,
 then the same with a third of the requests malformed, then memory over 1,000 requests.
 
-    python bench/serve_load.py [BUNDLE] [--seconds 10] [--levels 1,4,16,64] [--requests 1000]
+    python bench/serve_load.py [BUNDLE] [--model lstm|transformer] [--seconds 10] [--levels 1,4,16,64]
+                               [--requests 1000]
 
-Without BUNDLE it exports the default LSTM (``small``, printable ASCII, random weights) to a
-temporary folder. The server runs in its own process on a free loopback port; the clients are
+Without BUNDLE it exports the default model of ``--model`` (the LSTM unless told: ``small``,
+printable ASCII, random weights) to a temporary folder. The server runs in its own process on a
+free loopback port; the clients are
 one asyncio process speaking HTTP/1.1 over raw sockets (cheaper than an HTTP library, so the
 client takes less of the machine from the server). Each client sends a streaming completion of
 ``--tokens`` tokens, reads it to the end, and sends the next. Printed: aggregate tokens/s, time to
@@ -31,17 +33,18 @@ BAD = [b'{"prompt": "All", ', b'{"prompt": "All", "max_tokens": "many"}', b'{"pr
        '{"prompt": "All \u20ac"}'.encode(), b'{"prompt": "All", "max_tokens": 99999999}', b'[1, 2, 3]']
 
 
-def export_default(tmp: Path) -> Path:
+def export_default(tmp: Path, model: str = "lstm") -> Path:
     code = (
         "import sys, torch\nfrom pathlib import Path\nfrom seqgen import checkpoint as c\n"
         "from seqgen.config import TrainConfig\nfrom seqgen.export import export_run\n"
         "from seqgen.models import build_model, make_config\nfrom seqgen.tokenizers import CharTokenizer\n"
         "root = Path(sys.argv[1]); tok = CharTokenizer.from_chars(''.join(chr(i) for i in range(32, 127)) + '\\n')\n"
-        "torch.manual_seed(0); m = build_model(make_config('lstm', tok.vocab_size, 'small', mid_id=tok.mid_id))\n"
-        "c.save(c.Checkpoint(model=m, tokenizer=tok, train=TrainConfig(model='lstm')), root / 'run' / c.BEST)\n"
+        "torch.manual_seed(0)\nm = build_model(make_config(sys.argv[2], tok.vocab_size, 'small', mid_id=tok.mid_id))\n"
+        "cfg = TrainConfig(model=sys.argv[2])\n"
+        "c.save(c.Checkpoint(model=m, tokenizer=tok, train=cfg), root / 'run' / c.BEST)\n"
         "export_run(root / 'run', root / 'bundle', loss_tokens=0)\n"
     )
-    subprocess.run([sys.executable, "-c", code, str(tmp)], check=True, env={**os.environ, "PYTHONPATH": str(HERE)})
+    subprocess.run([sys.executable, "-c", code, str(tmp), model], check=True, env={**os.environ, "PYTHONPATH": str(HERE)})
     return tmp / "bundle"
 
 
@@ -148,6 +151,7 @@ def row(label: str, n: int, st: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bundle", nargs="?", type=Path)
+    ap.add_argument("--model", choices=["lstm", "transformer"], default="lstm", help="the default model to export")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--levels", default="1,4,16,64")
     ap.add_argument("--tokens", type=int, default=128, help="tokens per request")
@@ -155,7 +159,7 @@ def main() -> None:
     a = ap.parse_args()
     levels = [int(x) for x in a.levels.split(",")]
     with tempfile.TemporaryDirectory(prefix="seqgen-load-") as tmp:
-        bundle = a.bundle or export_default(Path(tmp))
+        bundle = a.bundle or export_default(Path(tmp), a.model)
         port = free_port()
         env = {**os.environ, "PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1"}
         server = subprocess.Popen([sys.executable, "-c", "from seqgen.cli import main; import sys; "

@@ -94,9 +94,10 @@ def test_export_matches_torch(exported, model_type):
     dims = [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", "seq"]  # dynamic batch and sequence
     for s in meta["state"]:
-        assert "batch" in s["shape"] or s["name"] == "pos"
-    if model_type == "transformer":
-        assert any(s["name"] == "pos" and s["dtype"] == "int64" and s["shape"] == [] for s in meta["state"])
+        assert "batch" in s["shape"]
+    if model_type == "transformer":  # each row's own position, and its cache's padding when rows are stacked
+        assert [(s["name"], s["dtype"], s["shape"]) for s in meta["state"][-2:]] == [
+            ("pos", "int64", ["batch"]), ("pad", "int64", ["batch"])]
         assert {"Attention", "RotaryEmbedding"} <= {n.op_type for n in graph.node}  # fused
     else:
         assert [s["name"] for s in meta["state"]] == list(_model(run).state_names)
@@ -410,4 +411,21 @@ def test_sliding_kv_cache_stays_bounded(exported):
         _, state = engine.advance(np.full((2, 1), i % 20, dtype=np.int64), state)
         lengths.append(state[0].shape[2])
     assert max(lengths) <= trim["keep"] + trim["slack"] and min(lengths[-20:]) >= trim["keep"]
-    assert state[-1] == 60  # pos counts every token read
+    assert state[-2].tolist() == [60, 60]  # pos counts every token read, per row
+    assert state[-1].tolist() == [0, 0]  # rows alone: no padding
+
+
+def test_rows_of_different_lengths_step_together_as_each_alone(exported):
+    """Stacked transformer rows (caches padded at the front to the longest) give each row the
+    logits torch gives it alone, across the window's cuts; without the padding count they do not."""
+    from seqgen import checkpoint as ckpt_io
+    from seqgen.engines.onnx_engine import open_bundle
+    from seqgen.export import stacked_difference
+
+    run, bundle, _ = exported("transformer")
+    engine = open_bundle(bundle).engine
+    model = ckpt_io.load(run / "best.pt").model
+    assert engine.stackable and stacked_difference(model, engine) < 1e-4
+    stack = engine.stack
+    engine.stack = lambda states: (*stack(states)[:-1], np.zeros(len(states), dtype=np.int64))  # padding unseen
+    assert stacked_difference(model, engine) > 1e-2

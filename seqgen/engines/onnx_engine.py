@@ -75,6 +75,12 @@ class OnnxEngine:
         # their last ``keep`` entries once ``slack`` more piled up, one copy every ``slack`` steps.
         self._trims = [(i, s["trim"]["axis"], s["trim"]["keep"], s["trim"].get("slack", 0))
                        for i, s in enumerate(layout) if s.get("trim")]
+        # the per-row count of empty entries at the front of the cache, when the graph has one
+        self._pad = next((i for i, s in enumerate(layout) if s.get("lead")), None)
+        # ``stack`` and ``select`` work: every state has a batch axis, and a growing cache comes with
+        # its padding count (rows that read different numbers of tokens share one call)
+        self.stackable = all("batch" in s["shape"] for s in layout) and (
+            self._pad is not None or not any("past" in s["shape"] for s in layout))
         self._run = self.session.run
         self._threads, self._loop_path = threads, loop_path
         self.can_draw = loop_path is not None  # ``draw`` works: the bundle has its sampling loop
@@ -96,11 +102,56 @@ class OnnxEngine:
         return out[0], self._cut(out[1:])
 
     def _cut(self, state: list) -> tuple:
-        """The state with each sliding cache that grew past ``keep + slack`` cut to its last ``keep``."""
+        """The state with each sliding cache that grew past ``keep + slack`` cut to its last ``keep``
+        (the padding at the front goes first)."""
+        dropped = 0
         for i, axis, keep, slack in self._trims:
             if state[i].shape[axis] > keep + slack:
+                dropped = state[i].shape[axis] - keep
                 state[i] = np.ascontiguousarray(state[i][(slice(None),) * axis + (slice(-keep, None),)])
+        if dropped and self._pad is not None:
+            state[self._pad] = np.maximum(state[self._pad] - dropped, 0)
         return tuple(state)
+
+    def _axes(self) -> list[int]:
+        return [s["shape"].index("batch") for s in self.layout]
+
+    def stack(self, states: list[tuple]) -> tuple:
+        """One state of the rows of ``states`` (each a state of any batch), in order. Caches of
+        different lengths are padded at the front to the longest; the padding count says so."""
+        if not self.stackable:
+            raise ValueError("this bundle's state cannot stack rows that read different lengths")
+        first = self._trims[0][:2] if self._trims else None  # a growing cache: (its index, its axis)
+        lengths = [st[first[0]].shape[first[1]] if first else 0 for st in states]
+        longest = max(lengths)
+        grow = {i: axis for i, axis, _, _ in self._trims}
+        out = []
+        for i, axis in enumerate(self._axes()):
+            parts = []
+            for st, n in zip(states, lengths):
+                x = st[i]
+                if i in grow and n < longest:
+                    widths = [(0, 0)] * x.ndim
+                    widths[grow[i]] = (longest - n, 0)
+                    x = np.pad(x, widths)
+                elif i == self._pad:
+                    x = x + (longest - n)
+                parts.append(x)
+            out.append(np.concatenate(parts, axis=axis))
+        return tuple(out)
+
+    def select(self, state: tuple, rows: list[int]) -> tuple | None:
+        """The state of ``rows`` alone (None for no rows); padding every row shares is cut off."""
+        if not rows:
+            return None
+        out = [np.take(x, rows, axis=axis) for x, axis in zip(state, self._axes())]
+        if self._pad is not None and self._trims:
+            common = int(out[self._pad].min())
+            if common:
+                for i, axis, _, _ in self._trims:
+                    out[i] = np.ascontiguousarray(out[i][(slice(None),) * axis + (slice(common, None),)])
+                out[self._pad] = out[self._pad] - common
+        return tuple(out)
 
     def advance(self, ids: np.ndarray, state) -> tuple[np.ndarray, tuple]:
         logits, state = self.forward(ids, state)

@@ -241,7 +241,36 @@ def max_logit_difference(model: SeqModel, engine, cases=None) -> float:
                 )
             diff = np.abs(logits_o.astype(np.float64) - logits_t.numpy().astype(np.float64))
             worst = max(worst, float(np.nan_to_num(diff, nan=np.inf).max()))
+    if getattr(engine, "stackable", False) and slides:
+        worst = max(worst, stacked_difference(model, engine))
     return worst
+
+
+@torch.no_grad()
+def stacked_difference(model: SeqModel, engine, seed: int = 2) -> float:
+    """Largest |torch logits - engine logits| for rows that read different lengths (7, 40 and 330
+    tokens, past the window) stacked into one state (``OnnxEngine.stack``), then stepped together
+    (single steps, a chunk) and one row taken out (``select``); torch reads each row alone."""
+    rng = np.random.default_rng(seed)
+    vocab = model.config.vocab_size
+    prompts = [rng.integers(0, vocab, (1, n), dtype=np.int64) for n in (7, 40, 330)]
+    torch_states, engine_states = [], []
+    for p in prompts:
+        torch_states.append(model(torch.from_numpy(p), None)[1])
+        engine_states.append(engine.forward(p, engine.start(1))[1])
+    state, worst = engine.stack(engine_states), 0.0
+    for t in (1, 1, 5, 1):
+        x = rng.integers(0, vocab, (len(prompts), t), dtype=np.int64)
+        logits_o, state = engine.forward(x, state)
+        for b in range(len(prompts)):
+            logits_t, torch_states[b] = model(torch.from_numpy(x[b : b + 1]), torch_states[b])
+            diff = np.abs(logits_o[b : b + 1].astype(np.float64) - logits_t.numpy().astype(np.float64))
+            worst = max(worst, float(np.nan_to_num(diff, nan=np.inf).max()))
+    state = engine.select(state, [0])
+    x = rng.integers(0, vocab, (1, 1), dtype=np.int64)
+    logits_t = model(torch.from_numpy(x), torch_states[0])[0]
+    diff = np.abs(engine.forward(x, state)[0].astype(np.float64) - logits_t.numpy().astype(np.float64))
+    return max(worst, float(np.nan_to_num(diff, nan=np.inf).max()))
 
 
 def onnx_stream_loss(engine, tokens: np.ndarray, chunk: int) -> float:

@@ -87,21 +87,23 @@ def fused_transformer_graph(model: SeqModel, path: Path) -> tuple[int, list[dict
                                            const(f"{prefix}.b", w[f"{prefix}.bias"])], out, epsilon=mod.eps, axis=-1)
 
     i64 = lambda *v: np.array(v, dtype=np.int64)  # noqa: E731
-    # positions: pos .. pos+T-1; angles (T, hd/2); position ids 0..T-1 index them
+    # Rows of one batch may have read different numbers of tokens: row b is at position
+    # past_pos[b], and the first past_pad[b] entries of its cache hold nothing (rows stacked by
+    # padding their caches at the front: ``OnnxEngine.stack``). Alone, a row has no padding.
     node("Shape", ["ids"], "t1", start=1, end=2)  # (1,)
     node("Shape", ["past_k0"], "s1", start=2, end=3)  # (1,)
     node("Squeeze", ["t1"], "t")
     node("Range", [const("zero", np.array(0, np.int64)), "t", const("one", np.array(1, np.int64))], "r")  # (T,)
-    node("Add", ["r", "past_pos"], "abs_pos")
+    node("Unsqueeze", ["past_pos", const("ax1", i64(1))], "pos_col")  # (B, 1)
+    node("Add", ["pos_col", "r"], "abs_pos")  # (B, T)
     node("Cast", ["abs_pos"], "abs_pos_f", to=TensorProto.FLOAT)
-    node("Unsqueeze", ["abs_pos_f", const("ax1", i64(1))], "abs_pos_col")  # (T, 1)
-    inv = (c.rope_base ** (-np.arange(0, hd, 2, dtype=np.float32) / hd)).astype(np.float32)[None, :]
-    node("Mul", ["abs_pos_col", const("inv_freq", inv)], "ang")  # (T, hd/2)
+    node("Unsqueeze", ["abs_pos_f", const("ax2", i64(2))], "abs_pos_3")  # (B, T, 1)
+    inv = (c.rope_base ** (-np.arange(0, hd, 2, dtype=np.float32) / hd)).astype(np.float32)[None, None, :]
+    node("Mul", ["abs_pos_3", const("inv_freq", inv)], "ang")  # (B, T, hd/2): each row's own angles
     node("Cos", ["ang"], "cos")
     node("Sin", ["ang"], "sin")
-    node("Shape", ["ids"], "bt")
-    node("Expand", ["r", "bt"], "pid")  # (B, T)
-    # sliding-window causal mask (T, S+T): key j visible to query i when i+S-window < j <= i+S
+    # mask (B, 1, T, S+T): key j visible to query i of row b when i+S-window < j <= i+S (sliding
+    # causal window, by cache index) and j >= past_pad[b] (not padding)
     node("Squeeze", ["s1"], "s")
     node("Add", ["r", "s"], "q_pos")
     node("Unsqueeze", ["q_pos", const("ax1b", i64(1))], "q_col")  # (T, 1)
@@ -110,7 +112,10 @@ def fused_transformer_graph(model: SeqModel, path: Path) -> tuple[int, list[dict
     node("LessOrEqual", ["k_pos", "q_col"], "causal")
     node("Sub", ["q_col", const("window", np.array(c.window, np.int64))], "lo")
     node("Greater", ["k_pos", "lo"], "recent")
-    node("And", ["causal", "recent"], "mask")
+    node("And", ["causal", "recent"], "in_window")  # (T, S+T)
+    node("Reshape", ["past_pad", const("pad_shape", i64(-1, 1, 1, 1))], "pad_4")  # (B, 1, 1, 1)
+    node("GreaterOrEqual", ["k_pos", "pad_4"], "filled")  # (B, 1, 1, S+T)
+    node("And", ["in_window", "filled"], "mask")  # (B, 1, T, S+T)
     x = node("Gather", [const("embed", w["embed.weight"]), "ids"], "x0")  # (B, T, C)
     h = norm(x, model.blocks[0].ln1, "blocks.0.ln1", "blocks.0.h1")
     norms = [*(b.ln1 for b in model.blocks[1:]), model.ln_f]
@@ -120,7 +125,7 @@ def fused_transformer_graph(model: SeqModel, path: Path) -> tuple[int, list[dict
         qkv = linear(h, f"{p}.qkv", f"{p}.qkv_out")  # (B, T, 3C)
         node("Split", [qkv], [f"{p}.q", f"{p}.k", f"{p}.v"], axis=2, num_outputs=3)
         for name in ("q", "k"):
-            node("RotaryEmbedding", [f"{p}.{name}", "cos", "sin", "pid"], f"{p}.{name}_rot",
+            node("RotaryEmbedding", [f"{p}.{name}", "cos", "sin"], f"{p}.{name}_rot",
                  interleaved=1, num_heads=c.heads)
         node("Attention", [f"{p}.q_rot", f"{p}.k_rot", f"{p}.v", "mask", f"past_k{i}", f"past_v{i}"],
              [f"{p}.y", f"present_k{i}", f"present_v{i}"], q_num_heads=c.heads, kv_num_heads=c.heads)
@@ -134,6 +139,7 @@ def fused_transformer_graph(model: SeqModel, path: Path) -> tuple[int, list[dict
         h, x = skip_norm(x, m, norms[i], norm_names[i], f"{p}.mlp.2.bias", f"{p}.h_next", f"{p}.x2",
                          last=i == c.layers - 1)
     node("Add", ["past_pos", "t"], "present_pos")
+    node("Identity", ["past_pad"], "present_pad")
     node("MatMul", [h, const("head.wt", w["head.weight"].T.copy())], "logits")
 
     f32, i64t = TensorProto.FLOAT, TensorProto.INT64
@@ -144,8 +150,10 @@ def fused_transformer_graph(model: SeqModel, path: Path) -> tuple[int, list[dict
     layout = [{"name": f"{kind}{i}", "input": f"past_{kind}{i}", "output": f"present_{kind}{i}",
                "shape": ["batch", c.heads, "past", hd], "dtype": "float32", "init": 0.0, "trim": keep}
               for kind in ("k", "v") for i in range(c.layers)]
-    layout.append({"name": "pos", "input": "past_pos", "output": "present_pos", "shape": [], "dtype": "int64",
+    layout.append({"name": "pos", "input": "past_pos", "output": "present_pos", "shape": ["batch"], "dtype": "int64",
                    "init": 0})
+    layout.append({"name": "pad", "input": "past_pad", "output": "present_pad", "shape": ["batch"], "dtype": "int64",
+                   "init": 0, "lead": {"axis": 2}})  # entries at the front of each row's cache that hold nothing
     dtypes = {"float32": f32, "int64": i64t}
     graph = helper.make_graph(
         nodes, "seqgen_transformer_step",

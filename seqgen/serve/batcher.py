@@ -9,10 +9,13 @@ When the engine draws itself (a bundle's sampling loop, ``OnnxEngine.draw``) and
 samples with its temperature alone, one call instead draws ``DRAW_STEPS`` steps of every row,
 each row from its own random numbers, and the rows then take their ids in order.
 
-A state whose length grows with the text (a transformer's KV cache) cannot be stacked across rows
-that have read different numbers of tokens; such an engine, and the torch engine (whose state
-layout the server does not know), advance each row with its own call, still in the worker thread
-and still interleaved step by step.
+The rows' states are stacked by the engine (``OnnxEngine.stack`` and ``select``): a recurrent
+state along its batch axis, a transformer's KV cache padded at the front to the longest row's
+length, with each row's position and padding count in the state, so rows that read different
+numbers of tokens still share one call. An engine that cannot (the torch engine, whose state
+layout the server does not know; a KV cache of fixed capacity; a transformer bundle exported
+before the padding count) advances each row with its own call, still in the worker thread and
+still interleaved step by step.
 
 The worker never touches the event loop: each row's ``sink`` is called with ``RowEvent``s and the
 caller forwards them (``loop.call_soon_threadsafe``). Nothing here prints.
@@ -85,6 +88,7 @@ class _Row:
         self.shown = 0  # characters of the matcher's text already reported
         self.count = 0
         self.next = 0  # the id drawn this step
+        self.unused = np.zeros(0)  # random numbers drawn for steps the engine did not take: used first
         self.done = False
 
 
@@ -102,11 +106,11 @@ class Batcher:
         self.exempt = exempt_ids(gen.tokenizer)
         self.pieces = [gen.tokenizer.decode([i]) for i in range(self.vocab)]  # each id's text, as decoded alone
         self.max_rows, self.max_queue = max_rows, max_queue
-        self.axes = batch_axes(gen)
+        self.stacks = getattr(self.engine, "stackable", False)  # rows share one engine call
         self.draws = getattr(self.engine, "can_draw", False)  # the onnxruntime engine draws chunks itself
         self._waiting: deque[RowJob] = deque()
         self._rows: list[_Row] = []
-        self._state = None  # stacked state of self._rows when self.axes is not None
+        self._state = None  # stacked state of self._rows when the engine stacks rows
         self._cv = threading.Condition()
         self._closed = False
         self.steps = 0
@@ -170,9 +174,8 @@ class Batcher:
             new.append(_Row(job, np.asarray(logits), state, self.vocab, self.exempt))
         if not new:
             return
-        if self.axes is not None:
-            states = ([self._state] if self._rows else []) + [r.state for r in new]
-            self._state = tuple(np.concatenate([s[i] for s in states], axis=ax) for i, ax in enumerate(self.axes))
+        if self.stacks:
+            self._state = self.engine.stack(([self._state] if self._rows else []) + [r.state for r in new])
             for r in new:
                 r.state = None
         with self._cv:
@@ -198,7 +201,7 @@ class Batcher:
         if not rows:
             return
         nxt = np.array([row.next for row in rows], dtype=np.int64)
-        if self.axes is not None:
+        if self.stacks:
             logits, self._state = self.engine.advance(nxt[:, None], self._state)
             logits = np.asarray(logits)
             for k, row in enumerate(rows):
@@ -216,15 +219,14 @@ class Batcher:
         if len(keep) < len(rows):
             with self._cv:
                 self._rows = [rows[k] for k in keep]
-            if self.axes is not None and self._state is not None:
-                self._state = (tuple(np.take(s, keep, axis=ax) for s, ax in zip(self._state, self.axes))
-                               if keep else None)
+            if self.stacks and self._state is not None:
+                self._state = self.engine.select(self._state, keep)
         return self._rows
 
     def _drawable(self, rows: list[_Row]) -> bool:
         """Whether every row's next ids can be drawn in the engine (``draw``: a chunk of steps per
         call): stacked states, and each row drawing with its temperature alone."""
-        return bool(rows) and self.axes is not None and self.draws and all(
+        return bool(rows) and self.stacks and self.draws and all(
             row.guard is None and row.job.logprobs is None and row.job.options.temperature_only for row in rows)
 
     def _draw(self, rows: list[_Row]) -> None:
@@ -232,7 +234,7 @@ class Batcher:
         own random numbers (so it draws what it would alone) and fed; then each row takes its ids
         in order, and one that ends mid-chunk leaves the rest unread (it is dropped next step)."""
         steps = max(1, min(DRAW_STEPS, max(row.job.steps - row.count for row in rows)))
-        u = np.stack([row.job.rng.random(steps) for row in rows], axis=1)  # (steps, rows)
+        u = np.stack([self._uniforms(row, steps) for row in rows], axis=1)  # (steps, rows)
         temperature = np.array([[row.job.options.temperature] for row in rows])
         bias = np.zeros((len(rows), self.vocab))
         for k, row in enumerate(rows):
@@ -240,6 +242,7 @@ class Batcher:
         logits = np.concatenate([row.logits for row in rows])
         ids, _, logits, self._state = self.engine.draw(logits, self._state, u, temperature, bias)
         for k, (row, row_ids) in enumerate(zip(rows, ids.T.tolist())):
+            row.unused = u[len(ids):, k]  # a sliding cache took fewer steps: these numbers come first next time
             for i in row_ids:  # the row's chunk taken id by id, then shown in one event
                 if row.done:
                     break
@@ -248,6 +251,12 @@ class Batcher:
                 self._report(row)
             row.logits = logits[k : k + 1]
         self.steps += len(ids)
+
+    @staticmethod
+    def _uniforms(row: _Row, n: int) -> np.ndarray:
+        """The row's next ``n`` random numbers: those left over from the last chunk, then its rng's."""
+        have, row.unused = row.unused[:n], row.unused[n:]
+        return np.concatenate([have, row.job.rng.random(n - len(have))]) if len(have) < n else have
 
     def _choose(self, rows: list[_Row]) -> list[int]:
         """Each row's next id under its own options. Rows drawing with the temperature alone are
@@ -267,7 +276,7 @@ class Batcher:
                 z[:, list(banned)] = -np.inf
             t = np.array([rows[k].job.options.temperature for k in ks])[:, None]
             c = np.cumsum(np.exp((z - z.max(axis=1, keepdims=True)) / t), axis=1)
-            u = np.array([rows[k].job.rng.random() for k in ks])
+            u = np.array([self._uniforms(rows[k], 1)[0] for k in ks])
             ids = (c <= (u * c[:, -1])[:, None]).sum(axis=1)
             for k, i in zip(ks, ids.tolist()):
                 if i >= c.shape[1]:  # u * total rounded up to the total: the last id with mass
@@ -330,17 +339,3 @@ def _send(job: RowJob, event: RowEvent) -> None:
     except Exception:  # a sink whose client went away must not stop the other rows
         job.cancel()
 
-
-def batch_axes(gen) -> tuple[int, ...] | None:
-    """The batch axis of each state tensor when rows can be stacked (a bundle whose state has a
-    fixed size per row: the recurrent models), else None (a KV cache, growing or of fixed
-    capacity, holds as many positions as its row has read)."""
-    meta = gen.info.get("bundle")
-    if not meta:
-        return None
-    axes = []
-    for s in meta["state"]:
-        if "past" in s["shape"] or "batch" not in s["shape"] or s.get("buffer"):
-            return None
-        axes.append(s["shape"].index("batch"))
-    return tuple(axes)
