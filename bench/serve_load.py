@@ -44,7 +44,8 @@ def export_default(tmp: Path, model: str = "lstm") -> Path:
         "c.save(c.Checkpoint(model=m, tokenizer=tok, train=cfg), root / 'run' / c.BEST)\n"
         "export_run(root / 'run', root / 'bundle', loss_tokens=0)\n"
     )
-    subprocess.run([sys.executable, "-c", code, str(tmp), model], check=True, env={**os.environ, "PYTHONPATH": str(HERE)})
+    subprocess.run([sys.executable, "-c", code, str(tmp), model], check=True,
+                   env={**os.environ, "PYTHONPATH": str(HERE)})
     return tmp / "bundle"
 
 
