@@ -127,6 +127,10 @@ class TrainConfig:
                                             "loss) only while the training loss is under this share of the best "
                                             "validation loss (default: chosen with the patience; none when "
                                             "--patience is given).", resume=True)
+    stop_rise: float | None = option(None, "Stop early (after --patience evaluations without a better validation "
+                                           "loss) also once the last validation loss is this share above the best, "
+                                           "e.g. 0.03 (default: chosen with the patience; none when --patience "
+                                           "is given).", resume=True)
     eval_every: float = option(0.1, "Share of the budget between evaluations (a timed run whose early stop is left "
                                      "to seqgen: 5%, or 2% past 96 passes over the corpus).")
     eval_tokens: int = option(16384, "Validation tokens read per evaluation during training.")
@@ -170,6 +174,7 @@ class TrainConfig:
             (self.split in SPLITS, f"split must be one of {_(SPLITS)}, got {self.split!r}"),
             (self.patience is None or self.patience >= 1, f"patience must be at least 1, got {self.patience}"),
             (self.stop_below is None or self.stop_below > 0, f"stop-below must be positive, got {self.stop_below}"),
+            (self.stop_rise is None or self.stop_rise > 0, f"stop-rise must be positive, got {self.stop_rise}"),
             (self.time is None or self.time > 0, f"time must be positive, got {self.time}"),
             (self.steps is None or self.steps >= 1, f"steps must be at least 1, got {self.steps}"),
             (0.0 < self.val_fraction < 0.5, f"val-fraction must be in (0, 0.5), got {self.val_fraction}"),
@@ -222,12 +227,16 @@ REGULARIZATION = [
 ]
 SMALL_CORPUS_TOKENS = 100_000  # below this, read more than 96 times, recurrent models narrow to 128 units
 # Every timed run left to seqgen evaluates every EVAL_EVERY of the budget and stops once validation has
-# not improved for STOP_AFTER of it while the training loss is under MEMORIZED of the best validation
-# loss: the model memorizes its training text. Validation alone, noisy, does not stop it; nor does a
-# training loss under validation's that only says the held-out pieces differ (measured: docs/defaults.md).
+# not improved for STOP_AFTER of it while either the training loss is under MEMORIZED of the best
+# validation loss (the model memorizes its training text) or the last validation loss is RISEN over the
+# best (validation itself has turned: multitrack corpora of a few pieces level off with the training loss
+# at 70-75% of validation). A small rise of validation does not stop it; nor does a training loss under
+# validation's that only says the held-out pieces differ (measured: docs/defaults.md). Past 96 epochs
+# validation swings further and comes back, so there only the first guard stops.
 EVAL_EVERY = 0.05
 STOP_AFTER = 0.1
 MEMORIZED = 0.7
+RISEN = 0.03
 # Beyond the last band, evaluations come more often (a page read hundreds of times is best within seconds).
 EARLY_EVAL_EVERY = 0.02
 MUSIC_TRANSPOSE = (-5, 6)  # every key once, within the pitch range the corpus uses
@@ -284,18 +293,24 @@ def choose_settings(cfg: "TrainConfig", train_tokens: int, kind: str, tokens_per
 
 def _validation_stop(cfg: "TrainConfig", epochs: float, why: dict[str, str]) -> dict:
     """The early stop of a timed run left to seqgen: its patience, evaluation cadence and the
-    training loss under which it may stop (``Fit.patience_out``), with the reasons."""
+    guards under which it may stop (``Fit.patience_out``), with the reasons."""
     memorizing = epochs > REGULARIZATION[-2][0]
     every = EARLY_EVAL_EVERY if memorizing else EVAL_EVERY
     every = every if cfg.eval_every == TrainConfig.eval_every else cfg.eval_every
     patience = max(1, round(STOP_AFTER / every))
     below = cfg.stop_below if cfg.stop_below is not None else MEMORIZED
+    rise = cfg.stop_rise if cfg.stop_rise is not None else (None if memorizing else RISEN)
     when = (f"{epochs:.0f} epochs are more than a corpus this size can use, so training stops once" if memorizing
             else "a timed run stops once")
+    turned = f" or the last validation loss is {rise:.0%} over the best" if rise is not None else ""
+    either = "either " if turned else ""
     why["patience"] = (f"{patience} evaluations, one every {every:.0%} of the budget: {when} validation has not "
-                       f"improved for {patience * every:.0%} of the budget and the training loss is under "
-                       f"{below:.0%} of the best validation loss (--patience N stops on validation alone)")
+                       f"improved for {patience * every:.0%} of the budget and {either}the training loss is under "
+                       f"{below:.0%} of the best validation loss{turned} (--patience N stops on validation alone)")
     if cfg.stop_below is None:
         why["stop_below"] = (f"{below}: a training loss this far under the best validation loss says the model "
                              "memorizes; noise in validation alone does not stop the run")
-    return {"patience": patience, "eval_every": every, "stop_below": below}
+    if cfg.stop_rise is None and rise is not None:
+        why["stop_rise"] = (f"{rise}: validation this far over its best a tenth of the budget later has turned; "
+                            "on its way down it rose less than that between two bests")
+    return {"patience": patience, "eval_every": every, "stop_below": below, "stop_rise": rise}

@@ -95,11 +95,19 @@ def test_a_run_that_overfits_says_so_and_patience_stops_it(tmp_path):
     from seqgen import checkpoint as ckpt_io
 
     assert ckpt_io.load(tmp_path / "b" / "last.pt").step < 400
+    # validation 5% over its best stops it whatever the training loss (a guard of 1e-9 never holds)
+    turned = runner.invoke(app, [*args, "--patience", "2", "--stop-below", "1e-9", "--stop-rise", "0.05",
+                                 "--out", str(tmp_path / "c")])
+    assert turned.exit_code == 0, turned.output
+    assert "stopped early" in turned.stderr and "over the best" in turned.stderr
+    rose = ckpt_io.load(tmp_path / "c" / "last.pt")
+    assert rose.step < 400 and rose.state.val > 1.05 * rose.state.best
 
 
 def test_a_budget_far_beyond_the_corpus_evaluates_often_and_may_stop_early():
     page, why = choose_settings(TrainConfig(time=60), train_tokens=3_600, kind="text", tokens_per_s=100_000)
-    assert (page.patience, page.eval_every, page.stop_below) == (5, 0.02, 0.7)
+    assert (page.patience, page.eval_every, page.stop_below, page.stop_rise) == (5, 0.02, 0.7, None)
+    assert "stop_rise" not in why and "over the best" not in why["patience"]  # validation swings here, and comes back
     assert "training loss is under 70%" in why["patience"] and "memorizes" in why["stop_below"]
     assert "epochs are more than a corpus this size can use" in why["patience"]
     assert choose_settings(TrainConfig(steps=5_000), 3_600, "text")[0].patience is None  # --steps is exact
@@ -114,25 +122,30 @@ def test_every_timed_run_reacts_to_validation():
     for a tenth of the budget while its training loss is clearly under the best validation loss."""
     for tokens in (5_000_000, 200_000):  # under one epoch; a few epochs (a multitrack corpus in 2 minutes)
         cfg, why = choose_settings(TrainConfig(time=120), tokens, "music", 10_000)
-        assert (cfg.patience, cfg.eval_every, cfg.stop_below) == (2, 0.05, 0.7)
+        assert (cfg.patience, cfg.eval_every, cfg.stop_below, cfg.stop_rise) == (2, 0.05, 0.7, 0.03)
         assert "improved for 10% of the budget" in why["patience"] and "under 70%" in why["patience"]
+        assert "3% over the best" in why["patience"] and "turned" in why["stop_rise"]
         assert "memorizes" in why["stop_below"]
     given = choose_settings(TrainConfig(time=120, stop_below=0.8), 200_000, "music", 10_000)
     assert given[0].stop_below == 0.8 and given[0].patience == 2 and "stop_below" not in given[1]
+    risen = choose_settings(TrainConfig(time=120, stop_rise=0.1), 200_000, "music", 10_000)
+    assert (risen[0].stop_rise, risen[0].stop_below) == (0.1, 0.7) and "stop_rise" not in risen[1]
     assert choose_settings(TrainConfig(steps=100), 200_000, "music")[0].patience is None
     with pytest.raises(ConfigError, match="stop-below must be positive"):
         TrainConfig(stop_below=0)
+    with pytest.raises(ConfigError, match="stop-rise must be positive"):
+        TrainConfig(stop_rise=-0.1)
 
 
-def test_a_chosen_patience_stops_only_a_run_that_memorizes():
+def test_a_chosen_patience_stops_a_run_that_memorizes_or_whose_validation_turned():
     from types import SimpleNamespace
 
     from seqgen.train.fit import Fit
     from seqgen.train_state import TrainState
 
-    def out(train_loss, below=0.7, since_best=5):
-        t = SimpleNamespace(cfg=TrainConfig(patience=5, stop_below=below),
-                            state=TrainState(since_best=since_best, best=2.0, loss_ema=train_loss),
+    def out(train_loss, below=0.7, since_best=5, rise=None, val=2.01):
+        t = SimpleNamespace(cfg=TrainConfig(patience=5, stop_below=below, stop_rise=rise),
+                            state=TrainState(since_best=since_best, best=2.0, loss_ema=train_loss, val=val),
                             plan=SimpleNamespace(choices={}))  # the reasons text plays no part
         return Fit.patience_out(t)
 
@@ -140,3 +153,8 @@ def test_a_chosen_patience_stops_only_a_run_that_memorizes():
     assert not out(1.9)  # validation is noisy but the model is not memorizing: train on
     assert out(1.9, below=None)  # --patience given by the user: validation alone decides
     assert out(1.7, below=0.9) and not out(1.85, below=0.9)  # --stop-below 0.9: 90% of the best
+    # the last validation 3% over the best: validation itself has turned, whatever the training loss
+    assert out(1.9, rise=0.03, val=2.07) and not out(1.9, rise=0.03, val=2.05)
+    assert not out(1.9, rise=0.03, val=2.07, since_best=4)  # still within the patience
+    assert out(0.6, rise=0.03, val=2.01)  # either guard stops it
+    assert out(1.9, below=None, rise=0.03, val=2.07) and not out(1.9, below=None, rise=0.03, val=2.05)

@@ -103,12 +103,13 @@ def test_an_early_stop_comes_at_the_same_step_after_a_resume(text_corpus, tmp_pa
     assert again.early_stopped and again.step == alone.step and again.best_step == alone.best_step
 
 
-@pytest.mark.parametrize("tokens, seconds, patience", [(None, 120, 5), (100_000, 20, 2)],
+@pytest.mark.parametrize("tokens, seconds, patience, rise", [(None, 120, 5, None), (100_000, 20, 2, 0.03)],
                          ids=["memorizing", "every-timed-run"])
-def test_the_chosen_stop_survives_a_resume(text_corpus, tmp_path, tokens, seconds, patience):
-    """The early stop seqgen chose for a timed run (its patience and the training loss under which
-    it may stop) is saved in the run's config, so a resumed run stops by the same rule; a resume
-    through the CLI keeps it unless the command gives --patience or --stop-below."""
+def test_the_chosen_stop_survives_a_resume(text_corpus, tmp_path, tokens, seconds, patience, rise):
+    """The early stop seqgen chose for a timed run (its patience, the training loss under which
+    it may stop and the rise of validation at which it may stop) is saved in the run's config, so
+    a resumed run stops by the same rule; a resume through the CLI keeps it unless the command
+    gives --patience, --stop-below or --stop-rise."""
     from seqgen.cli.train import _FIELDS, _config
     from seqgen.config import TrainConfig
     from seqgen.data.load import load_corpus
@@ -127,17 +128,18 @@ def test_the_chosen_stop_survives_a_resume(text_corpus, tmp_path, tokens, second
                       callback=Stop())
     below = 0.7
     assert (trainer.cfg.patience, trainer.cfg.stop_below) == (patience, below) and "stop_below" in trainer.plan.choices
+    assert trainer.cfg.stop_rise == rise and ("stop_rise" in trainer.plan.choices) == (rise is not None)
     assert trainer.run().step == 1
     ckpt = ckpt_io.load(tmp_path / "r" / "last.pt")
-    assert ckpt.train.stop_below == below and ckpt.choices == trainer.plan.choices
+    assert (ckpt.train.stop_below, ckpt.train.stop_rise) == (below, rise) and ckpt.choices == trainer.plan.choices
     resumed = Trainer(ckpt.train, data, tmp_path / "r", resume=ckpt)
-    assert (resumed.cfg.patience, resumed.cfg.stop_below) == (patience, below)
+    assert (resumed.cfg.patience, resumed.cfg.stop_below, resumed.cfg.stop_rise) == (patience, below, rise)
     assert resumed.plan.choices == trainer.plan.choices
     values = {name: f.default for name, f in _FIELDS.items()}
     kept = _config(tmp_path / "r", values, resume=True)[0]
-    assert (kept.patience, kept.stop_below) == (patience, below)
-    mine = _config(tmp_path / "r", {**values, "patience": 2, "stop_below": 1.5}, resume=True)[0]
-    assert (mine.patience, mine.stop_below) == (2, 1.5)
+    assert (kept.patience, kept.stop_below, kept.stop_rise) == (patience, below, rise)
+    mine = _config(tmp_path / "r", {**values, "patience": 2, "stop_below": 1.5, "stop_rise": 0.1}, resume=True)[0]
+    assert (mine.patience, mine.stop_below, mine.stop_rise) == (2, 1.5, 0.1)
 
 
 def test_a_run_from_before_stop_below_keeps_its_guard(text_corpus, tmp_path):

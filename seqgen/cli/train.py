@@ -25,7 +25,7 @@ from seqgen.config import TrainConfig
 from seqgen.records import EvalRecord, StartInfo, StepRecord
 
 DEFAULT_TIME = "5m"
-CHOSEN_STOP = ("patience", "stop_below")  # a resume keeps these unless the command gives them
+CHOSEN_STOP = ("patience", "stop_below", "stop_rise")  # a resume keeps these unless the command gives them
 
 
 class ProgressCallback:
@@ -301,10 +301,13 @@ def _summary(corpus: str, out: Path, quiet: bool, trainer, result) -> None:
         f"({bits} bits/token)  {result.tokens_per_s:,.0f} tok/s  {result.elapsed:.0f}s  -> {out}"
     )
     if result.early_stopped:
-        below = trainer.cfg.stop_below
-        gap = f", training loss under {below:.0%} of the best" if below is not None else ""
-        err.print(f"stopped early: {trainer.cfg.patience} evaluations without a better validation loss{gap} "
-                  f"(best at step {result.best_step}; best.pt holds it)")
+        cfg, best = trainer.cfg, result.best_val_loss
+        gap = ""
+        if (cfg.stop_below is not None or cfg.stop_rise is not None) and best:
+            gap = (f" (the last {result.val_loss / best - 1:.1%} over the best, the training loss "
+                   f"{result.train_loss / best:.0%} of it)")
+        err.print(f"stopped early: {cfg.patience} evaluations without a better validation loss{gap}; "
+                  f"best at step {result.best_step}, best.pt holds it")
     elif result.overfitting:
         err.print(f"[yellow]note:[/] validation was best at step {result.best_step} of {result.step} and got worse "
                   "after it: the model overfits this corpus. A smaller model (--dim), more dropout (--dropout), "

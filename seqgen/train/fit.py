@@ -99,15 +99,21 @@ class Fit:
         self.stop_signal = signum
 
     def patience_out(self) -> bool:
-        """--patience evaluations without a better validation loss and, with --stop-below (which
-        seqgen chooses with the patience of a timed run), a training loss under that share of the
-        best validation loss: the model fits its training text better than new text."""
+        """--patience evaluations without a better validation loss and, where a guard is set
+        (seqgen sets both with the patience of a timed run), one of them holds: the training loss
+        under ``stop_below`` of the best validation loss (the model fits its training text better
+        than new text) or the last validation loss over the best by ``stop_rise`` of it (validation
+        itself has turned)."""
         s, cfg = self.state, self.cfg
         if cfg.patience is None or s.since_best < cfg.patience:
             return False
-        if cfg.stop_below is None:
+        if cfg.stop_below is None and cfg.stop_rise is None:
             return True
-        return s.loss_ema is not None and s.best is not None and s.loss_ema < cfg.stop_below * s.best
+        if s.best is None:
+            return False
+        memorized = cfg.stop_below is not None and s.loss_ema is not None and s.loss_ema < cfg.stop_below * s.best
+        risen = cfg.stop_rise is not None and s.val is not None and s.val > (1 + cfg.stop_rise) * s.best
+        return memorized or risen
 
     # ---- the loop ------------------------------------------------------------------------
     def run(self) -> TrainResult:
