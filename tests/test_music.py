@@ -127,6 +127,21 @@ def test_transpose_batch_moves_pitches_only(music_dir, tok):
         assert tok.offset["Pitch"] + 120 <= z[0, 1] <= tok.offset["Pitch"] + 127
 
 
+def test_a_piece_keeps_its_interval_across_windows_and_a_new_piece_draws_its_own(tok):
+    p0, bar, bos = tok.offset["Pitch"], tok.bar_id, tok.bos_id
+    row = [bar, p0 + 60, p0 + 64, bar, p0 + 62, bos, bar, p0 + 65, p0 + 67]  # a piece ends, the next begins
+    x = np.array([row] * 200)
+    held = np.full(200, 3, dtype=np.int64)
+    keep = np.arange(200) % 2 == 0  # even rows go on from their last window, odd rows start over
+    y = tok.transpose_batch(x, np.random.default_rng(0), -5, 6, held=held, keep=keep)
+    before, after = (y - x)[:, [1, 2, 4]], (y - x)[:, [7, 8]]
+    assert (before[keep] == 3).all()  # the piece goes on in the key it was heard in
+    assert (before == before[:, :1]).all() and (after == after[:, :1]).all()  # one interval per piece
+    assert len(set(before[~keep, 0].tolist())) > 5  # rows that start over draw theirs
+    assert (after[:, 0] != before[:, 0]).any() and len(set(after[:, 0].tolist())) > 5  # the new piece draws anew
+    assert (held == after[:, 0]).all()  # what the next window goes on with
+
+
 def test_transposed_tokens_decode_to_transposed_music(music_dir, tok):
     piece = read_midi(music_dir / "english1.mid")
     ids = tok.encode(piece)[None]

@@ -54,20 +54,46 @@ def stop_with_ctrl_c_after_first_checkpoint(proc: subprocess.Popen, run: Path) -
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_resumed_run_is_the_run_left_alone(text_corpus, tmp_path, case):
-    opts = [*COMMON, *CASES[case], "--steps", STEPS]
-    alone = seqgen("train", text_corpus, "--out", tmp_path / "alone", *opts)
+    resumed_run_matches(text_corpus, tmp_path, [*COMMON, *CASES[case], "--steps", STEPS])
+
+
+@pytest.mark.slow
+def test_a_resumed_music_run_keeps_each_rows_transposition(tmp_path):
+    """Music is transposed and a stream row keeps its interval from window to window: the
+    intervals are part of what a resume restores."""
+    import numpy as np
+
+    from seqgen.music.files import write_piece
+    from seqgen.music.piece import Piece
+
+    folder = tmp_path / "midi"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        notes = [(t * 240, 240, int(rng.integers(55, 75)), 80) for t in range(150)]
+        write_piece(Piece.from_notes(notes), folder / f"piece{i}.mid")
+    config = resumed_run_matches(folder, tmp_path, [*COMMON, "--model", "lstm", "--objective", "causal",
+                                                    "--steps", 1500])
+    assert "transpose" in config["choices"]
+    assert len(ckpt_io.load(tmp_path / "cut" / "last.pt").state.batcher["held"]) == 4  # one per stream row
+
+
+def resumed_run_matches(corpus: Path, tmp_path: Path, opts: list) -> dict:
+    """Train ``corpus`` alone and cut by Ctrl-C then resumed; both end alike. Returns the config."""
+    steps = int(opts[opts.index("--steps") + 1])
+    alone = seqgen("train", corpus, "--out", tmp_path / "alone", *opts)
     assert alone.wait(timeout=300) == 0, alone.communicate()
     cut = tmp_path / "cut"
-    stop_with_ctrl_c_after_first_checkpoint(seqgen("train", text_corpus, "--out", cut, *opts), cut)
+    stop_with_ctrl_c_after_first_checkpoint(seqgen("train", corpus, "--out", cut, *opts), cut)
     stopped_at = ckpt_io.load(cut / "last.pt").step
-    assert 0 < stopped_at < STEPS, "the signal came after the end: no resume was tested"
-    resumed = seqgen("train", text_corpus, "--out", cut, "--resume", "--quiet")
+    assert 0 < stopped_at < steps, "the signal came after the end: no resume was tested"
+    resumed = seqgen("train", corpus, "--out", cut, "--resume", "--quiet")
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert "older seqgen" not in err
 
     a, b = ckpt_io.load(tmp_path / "alone" / "last.pt"), ckpt_io.load(cut / "last.pt")
-    assert a.step == b.step == STEPS
+    assert a.step == b.step == steps
     for name, value in a.model.state_dict().items():
         assert torch.equal(value, b.model.state_dict()[name]), f"{name} differs after the resume"
     assert a.state.best_step == b.state.best_step and a.state.best == b.state.best
@@ -76,6 +102,7 @@ def test_a_resumed_run_is_the_run_left_alone(text_corpus, tmp_path, case):
     assert config_a["choices"] == config_b["choices"] and "dropout" in config_a["choices"]
     assert config_b["resumes"][0]["step"] == stopped_at
     assert evaluations(tmp_path / "alone") == evaluations(cut)
+    return config_a
 
 
 def test_an_early_stop_comes_at_the_same_step_after_a_resume(text_corpus, tmp_path):

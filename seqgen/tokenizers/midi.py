@@ -391,7 +391,8 @@ class MidiTokenizer:
     # ---- training hooks -----------------------------------------------------------------
     def augmentation(self, train_tokens: np.ndarray, transpose: tuple[int, int] | None):
         """The training batches' augmentation: each row transposed by its own interval in
-        ``transpose``, within the pitch range ``train_tokens`` use (None: no augmentation)."""
+        ``transpose``, within the pitch range ``train_tokens`` use (None: no augmentation). The
+        callable takes ``(x, rng, held=None, keep=None)``, as ``transpose_batch``."""
         if transpose is None or tuple(transpose) == (0, 0):
             return None
         ids = np.asarray(train_tokens)
@@ -399,13 +400,18 @@ class MidiTokenizer:
         pitches = ids[(ids >= p0) & (ids < p0 + 128)].astype(np.int64) - p0
         low, high = (int(pitches.min()), int(pitches.max())) if len(pitches) else (0, 127)
         lo, hi = transpose
-        return lambda x, rng: self.transpose_batch(x, rng, lo, hi, low, high)
+        return lambda x, rng, held=None, keep=None: self.transpose_batch(x, rng, lo, hi, low, high, held, keep)
 
     def transpose_batch(self, x: np.ndarray, rng: np.random.Generator, lo: int, hi: int, pitch_min: int = 0,
-                        pitch_max: int = 127) -> np.ndarray:
-        """Shift every Pitch token of each row by its own random interval in [lo, hi], narrowed
-        per row so no pitch leaves ``pitch_min..pitch_max`` (the range the corpus uses; drums are
-        Drum tokens and never move)."""
+                        pitch_max: int = 127, held: np.ndarray | None = None,
+                        keep: np.ndarray | None = None) -> np.ndarray:
+        """Shift every Pitch token of each row by an interval in [lo, hi], narrowed per row so no
+        pitch leaves ``pitch_min..pitch_max`` (the range the corpus uses; drums are Drum tokens and
+        never move). A piece keeps its interval: a new one is drawn where a piece begins (BOS) and
+        for a row that is not continued. ``held`` (B,), updated in place, carries each row's
+        interval from one window to the next; ``keep`` (B,) marks the rows that continue the
+        window before (a stream row whose recurrent state is carried), which start with their
+        held interval instead of a fresh one, so the key does not jump where a window ends."""
         x = np.array(x, dtype=np.int64, copy=True)
         p0 = self.offset["Pitch"]
         is_pitch = (x >= p0) & (x < p0 + 128)
@@ -414,14 +420,21 @@ class MidiTokenizer:
         lo_row = np.maximum(lo, pitch_min - np.minimum(lowest, pitch_max))
         hi_row = np.minimum(hi, pitch_max - np.maximum(highest, pitch_min))
         fits = lo_row <= hi_row  # a row whose notes span more than the range stays as it is
-        shift = np.floor(rng.random(len(x)) * (hi_row - lo_row + 1)).astype(np.int64) + lo_row
-        shift = np.where(fits, shift, 0)
-        x = np.where(is_pitch, x + shift[:, None], x)
+        segment = np.cumsum(x == self.bos_id, axis=1)  # (B, L): the piece each token belongs to
+        draws = np.floor(rng.random((len(x), int(segment.max(initial=0)) + 1)) * (hi_row - lo_row + 1)[:, None])
+        draws = draws.astype(np.int64) + lo_row[:, None]  # (B, pieces): fresh intervals, uniform in the row's range
+        if held is not None and keep is not None:
+            draws[:, 0] = np.where(keep, np.clip(held, lo_row, hi_row), draws[:, 0])
+        draws = np.where(fits[:, None], draws, 0)
+        shift = np.take_along_axis(draws, segment, axis=1)  # (B, L)
+        if held is not None:
+            held[:] = shift[:, -1]
+        x = np.where(is_pitch, x + shift, x)
         if self.version >= 2:  # the key control moves with the notes
             k0 = self.offset["Key"]
             is_key = (x >= k0) & (x < k0 + 24)
             v = x - k0
-            x = np.where(is_key, k0 + (v % 12 + shift[:, None]) % 12 + 12 * (v // 12), x)
+            x = np.where(is_key, k0 + (v % 12 + shift) % 12 + 12 * (v // 12), x)
         return x
 
     # ---- serialization ------------------------------------------------------------------

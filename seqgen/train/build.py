@@ -77,6 +77,7 @@ class Batches:
         self.augment = tokenizer.augmentation(plan.train_tokens, cfg.transpose)
         n_causal = cfg.batch - plan.n_fim
         self.stream = StreamBatcher(plan.train_tokens, n_causal, cfg.window, self.rng) if plan.stream else None
+        self.held: np.ndarray | None = None  # the stream rows' transposition, carried with their state
 
     def next(self) -> tuple[np.ndarray, torch.Tensor | None]:
         """(rows (b, window + 1), rows whose carried state starts over, or None)."""
@@ -89,12 +90,29 @@ class Batches:
         else:
             x = random_windows(plan.train_tokens, plan.cfg.batch, plan.cfg.window, self.rng)
         if self.augment is not None:
-            x = self.augment(x, self.rng)
+            x = self._augment(x, reset)
         x = rows_of(apply_objective(x, plan.n_fim, self.fim, self.rng), self.group)
         return x, (torch.as_tensor(rows_of(reset, self.group), device=self.device) if reset is not None else None)
 
+    def _augment(self, x: np.ndarray, reset: np.ndarray | None) -> np.ndarray:
+        """Transposed rows; a stream row that goes on from its last window keeps its interval
+        (its carried state has heard the piece in that key), other rows draw theirs."""
+        if self.stream is None:
+            return self.augment(x, self.rng)
+        n = self.stream.batch
+        keep = np.zeros(len(x), dtype=bool)
+        held = np.zeros(len(x), dtype=np.int64)
+        if self.held is not None:
+            keep[:n], held[:n] = ~reset[:n], self.held
+        x = self.augment(x, self.rng, held, keep)
+        self.held = held[:n]
+        return x
+
     def state(self) -> tuple[dict, dict | None]:
-        return self.rng.bit_generator.state, (self.stream.state_dict() if self.stream is not None else None)
+        if self.stream is None:
+            return self.rng.bit_generator.state, None
+        held = {"held": self.held.tolist()} if self.held is not None else {}
+        return self.rng.bit_generator.state, {**self.stream.state_dict(), **held}
 
     def restore(self, state: TrainState) -> None:
         if state.numpy_rng is not None:
@@ -105,6 +123,9 @@ class Batches:
                 self.stream.rng = self.rng
         if self.stream is not None and state.batcher is not None:
             self.stream.load_state_dict(state.batcher)
+            held = state.batcher.get("held")
+            if held is not None and len(held) == self.stream.batch:
+                self.held = np.asarray(held, dtype=np.int64)
 
 
 @dataclass
