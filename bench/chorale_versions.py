@@ -15,6 +15,7 @@ thread each, so a shared machine slows them alike. The two tokenizers spell a ch
 different numbers of tokens, so the splits (a share of the tokens) may hold out different pieces:
 
     python bench/chorale_versions.py --common runs/v1 runs/v2   # bits per note on the pieces both hold out
+    python bench/chorale_versions.py --by-context runs/v1 runs/v2   # where the second's pitches cost more
 """
 
 from __future__ import annotations
@@ -86,6 +87,53 @@ def common(runs: list[Path]) -> None:
         print("    by kind: " + "  ".join(f"{k} {v / notes:.3f}" for k, v in ranked if v / notes >= 0.005))
 
 
+def pitch_bits(run: Path) -> dict[str, tuple]:
+    """Held-out piece name -> (bits of each Pitch token, in order; the kind of the token before it)."""
+    import math
+
+    import numpy as np
+
+    from seqgen.checkpoint import open_checkpoint, run_data
+    from seqgen.losses import token_losses
+
+    ckpt = open_checkpoint(run, "best")
+    _, parts = run_data(ckpt)
+    val, tok = np.asarray(parts.val), ckpt.tokenizer
+    bits = np.asarray(token_losses(ckpt.model, parts.val, chunk=ckpt.train.window), dtype=np.float64) / math.log(2)
+    kinds, pitch = tok.kinds_of(val), tok.kind_index("Pitch")
+    starts = list(np.flatnonzero(val == 0)) + [len(val)]
+    out = {}
+    for name, a, b in zip(parts.held_out, starts[:-1], starts[1:]):
+        at = [i for i in range(max(a, 1), b) if kinds[i] == pitch]
+        out[name] = (bits[np.asarray(at, dtype=np.int64) - 1],
+                     [tok.token_name(int(val[i - 1])).split("_")[0] for i in at])
+    return out
+
+
+def by_context(runs: list[Path]) -> None:
+    """The second run's extra bits per pitch over the first's, note for note on the pieces both
+    hold out with as many pitches (both versions write a chord from the bass up): by stretch of
+    the piece and by the token the second run's pitch follows."""
+    import numpy as np
+
+    first, second = (pitch_bits(r) for r in runs)
+    shared = [n for n in sorted(set(first) & set(second)) if len(first[n][0]) == len(second[n][0])]
+    stretch: dict[int, list] = {}
+    after: dict[str, list] = {}
+    for n in shared:
+        (a, _), (b, before) = first[n], second[n]
+        for i, (x, y, k) in enumerate(zip(a, b, before)):
+            stretch.setdefault(min(i // 40, 5), []).append(y - x)
+            after.setdefault(k, []).append((x, y))
+    print(f"{len(shared)} pieces aligned note for note; extra bits per pitch of {runs[1]} over {runs[0]}")
+    for k, v in sorted(stretch.items()):
+        print(f"    pitches {40 * k}-{40 * k + 39 if k < 5 else 'end'}: {np.mean(v):+.3f} ({len(v)})")
+    for k, v in sorted(after.items(), key=lambda kv: -len(kv[1])):
+        x, y = np.asarray(v).T
+        gap = y.mean() - x.mean()
+        print(f"    after {k:<9} {len(v):5d} pitches  {x.mean():.3f} against {y.mean():.3f}  {gap:+.3f}")
+
+
 def main() -> None:
     from seqgen.config import parse_duration
 
@@ -93,6 +141,7 @@ def main() -> None:
     ap.add_argument("--version", type=int, choices=(1, 2, 3))
     ap.add_argument("--out", type=Path)
     ap.add_argument("--common", type=Path, nargs="+", help="runs to compare on the held-out pieces they share")
+    ap.add_argument("--by-context", type=Path, nargs=2, help="two runs: where the second's pitches cost more bits")
     ap.add_argument("--time", default="5m")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--corpus", default="bach-chorales")
@@ -102,6 +151,9 @@ def main() -> None:
     a = ap.parse_args()
     if a.common:
         common(a.common)
+        return
+    if a.by_context:
+        by_context(a.by_context)
         return
     if a.version is None or a.out is None:
         raise SystemExit("give --version and --out (or --common RUN RUN)")
