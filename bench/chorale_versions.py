@@ -39,31 +39,42 @@ def train(version: int, out: Path, seconds: float, threads: int | None, corpus: 
     Trainer(TrainConfig(time=seconds, threads=threads), data, out).run()
 
 
-def per_piece(run: Path) -> dict[str, tuple[float, int]]:
-    """Held-out piece name -> (its total loss in bits, its notes), the state carried over the
-    split as `seqgen eval` reads it: to compare two runs on the pieces both hold out."""
+def held_out_bits(run: Path):
+    """The best checkpoint's held-out split, read as `seqgen eval` reads it (the state carried
+    over the split): (tokenizer, tokens, bits of predicting each next token, pieces as (name,
+    first index, end index))."""
     import math
 
     import numpy as np
 
     from seqgen.checkpoint import open_checkpoint, run_data
     from seqgen.losses import token_losses
-    from seqgen.tokenizers.midi import KINDS
 
     ckpt = open_checkpoint(run, "best")
     _, parts = run_data(ckpt)
-    val, tok = parts.val, ckpt.tokenizer
-    losses = token_losses(ckpt.model, val, chunk=ckpt.train.window)  # losses[i] predicts val[i + 1]
-    starts = list(np.flatnonzero(np.asarray(val) == 0)) + [len(val)]  # each held-out piece begins with BOS
+    val = np.asarray(parts.val)
+    bits = np.asarray(token_losses(ckpt.model, parts.val, chunk=ckpt.train.window), dtype=np.float64) / math.log(2)
+    starts = list(np.flatnonzero(val == 0)) + [len(val)]  # each held-out piece begins with BOS
     if len(starts) - 1 != len(parts.held_out):
         raise SystemExit(f"{run}: {len(starts) - 1} pieces in the split, {len(parts.held_out)} names")
+    return ckpt.tokenizer, val, bits, list(zip(parts.held_out, starts[:-1], starts[1:]))  # bits[i] predicts val[i + 1]
+
+
+def per_piece(run: Path) -> dict[str, tuple[float, int, dict]]:
+    """Held-out piece name -> (its total loss in bits, its notes, bits by kind): to compare two
+    runs on the pieces both hold out."""
+    import numpy as np
+
+    from seqgen.tokenizers.midi import KINDS
+
+    tok, val, losses, pieces = held_out_bits(run)
     kinds = tok.kinds_of(val)
     notes = np.isin(kinds, [tok.kind_index("Pitch"), tok.kind_index("Drum")])
     names = {k: KINDS[k] if k >= 0 else "?" for k in np.unique(kinds).tolist()}
     out = {}
-    for name, a, b in zip(parts.held_out, starts[:-1], starts[1:]):
+    for name, a, b in pieces:
         lo = max(a - 1, 0)  # the loss of predicting the piece's first token comes from the token before it
-        bits = np.asarray(losses[lo : b - 1], dtype=np.float64) / math.log(2)
+        bits = losses[lo : b - 1]
         of = kinds[lo + 1 : b]  # the kind of each token predicted
         out[name] = (float(bits.sum()), int(notes[a:b].sum()),
                      {names[k]: float(bits[of == k].sum()) for k in np.unique(of).tolist()})
@@ -89,21 +100,12 @@ def common(runs: list[Path]) -> None:
 
 def pitch_bits(run: Path) -> dict[str, tuple]:
     """Held-out piece name -> (bits of each Pitch token, in order; the kind of the token before it)."""
-    import math
-
     import numpy as np
 
-    from seqgen.checkpoint import open_checkpoint, run_data
-    from seqgen.losses import token_losses
-
-    ckpt = open_checkpoint(run, "best")
-    _, parts = run_data(ckpt)
-    val, tok = np.asarray(parts.val), ckpt.tokenizer
-    bits = np.asarray(token_losses(ckpt.model, parts.val, chunk=ckpt.train.window), dtype=np.float64) / math.log(2)
+    tok, val, bits, pieces = held_out_bits(run)
     kinds, pitch = tok.kinds_of(val), tok.kind_index("Pitch")
-    starts = list(np.flatnonzero(val == 0)) + [len(val)]
     out = {}
-    for name, a, b in zip(parts.held_out, starts[:-1], starts[1:]):
+    for name, a, b in pieces:
         at = [i for i in range(max(a, 1), b) if kinds[i] == pitch]
         out[name] = (bits[np.asarray(at, dtype=np.int64) - 1],
                      [tok.token_name(int(val[i - 1])).split("_")[0] for i in at])
