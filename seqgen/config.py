@@ -128,7 +128,8 @@ class TrainConfig:
                                             "validation loss (default: chosen with the patience; none when "
                                             "--patience is given).", resume=True)
     stop_rise: float | None = option(None, "Stop early (after --patience evaluations without a better validation "
-                                           "loss) also once the last validation loss is this share above the best, "
+                                           "loss) also once the last validation loss is this share above the best (and "
+                                           "the training loss under it), "
                                            "e.g. 0.03 (default: chosen with the patience; none when --patience "
                                            "is given).", resume=True)
     eval_every: float = option(0.1, "Share of the budget between evaluations (a timed run whose early stop is left "
@@ -229,8 +230,9 @@ SMALL_CORPUS_TOKENS = 100_000  # below this, read more than 96 times, recurrent 
 # Every timed run left to seqgen evaluates every EVAL_EVERY of the budget and stops once validation has
 # not improved for STOP_AFTER of it while either the training loss is under MEMORIZED of the best
 # validation loss (the model memorizes its training text) or the last validation loss is RISEN over the
-# best (validation itself has turned: multitrack corpora of a few pieces level off with the training loss
-# at 70-75% of validation). A small rise of validation does not stop it; nor does a training loss under
+# best with the training loss under the best (validation itself has turned: multitrack corpora of a few
+# pieces level off with the training loss at 70-75% of validation; where validation sits under the
+# training loss, a rise is noise). A small rise of validation does not stop it; nor does a training loss under
 # validation's that only says the held-out pieces differ (measured: docs/defaults.md). Past 96 epochs
 # validation swings further and comes back, so there only the first guard stops.
 EVAL_EVERY = 0.05
@@ -302,7 +304,8 @@ def _validation_stop(cfg: "TrainConfig", epochs: float, why: dict[str, str]) -> 
     rise = cfg.stop_rise if cfg.stop_rise is not None else (None if memorizing else RISEN)
     when = (f"{epochs:.0f} epochs are more than a corpus this size can use, so training stops once" if memorizing
             else "a timed run stops once")
-    turned = f" or the last validation loss is {rise:.0%} over the best" if rise is not None else ""
+    turned = (f" or the last validation loss is {rise:.0%} over the best with the training loss under it"
+              if rise is not None else "")
     either = "either " if turned else ""
     why["patience"] = (f"{patience} evaluations, one every {every:.0%} of the budget: {when} validation has not "
                        f"improved for {patience * every:.0%} of the budget and {either}the training loss is under "

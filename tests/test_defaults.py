@@ -158,3 +158,5 @@ def test_a_chosen_patience_stops_a_run_that_memorizes_or_whose_validation_turned
     assert not out(1.9, rise=0.03, val=2.07, since_best=4)  # still within the patience
     assert out(0.6, rise=0.03, val=2.01)  # either guard stops it
     assert out(1.9, below=None, rise=0.03, val=2.07) and not out(1.9, below=None, rise=0.03, val=2.05)
+    # a rise while the training loss is still over the best validation loss is noise, not overfitting
+    assert not out(2.5, below=None, rise=0.03, val=2.3)

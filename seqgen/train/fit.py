@@ -102,8 +102,8 @@ class Fit:
         """--patience evaluations without a better validation loss and, where a guard is set
         (seqgen sets both with the patience of a timed run), one of them holds: the training loss
         under ``stop_below`` of the best validation loss (the model fits its training text better
-        than new text) or the last validation loss over the best by ``stop_rise`` of it (validation
-        itself has turned)."""
+        than new text) or the last validation loss over the best by ``stop_rise`` of it while the
+        training loss is under the best (validation itself has turned)."""
         s, cfg = self.state, self.cfg
         if cfg.patience is None or s.since_best < cfg.patience:
             return False
@@ -112,7 +112,9 @@ class Fit:
         if s.best is None:
             return False
         memorized = cfg.stop_below is not None and s.loss_ema is not None and s.loss_ema < cfg.stop_below * s.best
-        risen = cfg.stop_rise is not None and s.val is not None and s.val > (1 + cfg.stop_rise) * s.best
+        fits_training = s.loss_ema is not None and s.loss_ema < s.best  # else a rise is noise, not overfitting
+        risen = (cfg.stop_rise is not None and s.val is not None and s.val > (1 + cfg.stop_rise) * s.best
+                 and fits_training)
         return memorized or risen
 
     # ---- the loop ------------------------------------------------------------------------
