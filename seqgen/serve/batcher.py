@@ -90,6 +90,8 @@ class _Row:
         self.next = 0  # the id drawn this step
         self.unused = np.zeros(0)  # random numbers drawn for steps the engine did not take: used first
         self.done = False
+        self.bias = np.zeros(vocab)  # what the engine adds to the logits before drawing: -inf for banned ids
+        self.bias[list(job.banned)] = -np.inf
 
 
 class Batcher:
@@ -236,19 +238,20 @@ class Batcher:
         steps = max(1, min(DRAW_STEPS, max(row.job.steps - row.count for row in rows)))
         u = np.stack([self._uniforms(row, steps) for row in rows], axis=1)  # (steps, rows)
         temperature = np.array([[row.job.options.temperature] for row in rows])
-        bias = np.zeros((len(rows), self.vocab))
-        for k, row in enumerate(rows):
-            bias[k, list(row.job.banned)] = -np.inf
+        bias = np.stack([row.bias for row in rows])
         logits = np.concatenate([row.logits for row in rows])
         ids, _, logits, self._state = self.engine.draw(logits, self._state, u, temperature, bias)
         for k, (row, row_ids) in enumerate(zip(rows, ids.T.tolist())):
             row.unused = u[len(ids):, k]  # a sliding cache took fewer steps: these numbers come first next time
-            for i in row_ids:  # the row's chunk taken id by id, then shown in one event
-                if row.done:
-                    break
-                self._accept(row, i, report=False)
-            if not row.done:
-                self._report(row)
+            if row.matcher.stops:
+                for i in row_ids:  # the row's chunk taken id by id (a stop string may end it), then shown
+                    if row.done:
+                        break
+                    self._accept(row, i, report=False)
+                if not row.done:
+                    self._report(row)
+            else:
+                self._take(row, row_ids)
             row.logits = logits[k : k + 1]
         self.steps += len(ids)
 
@@ -312,16 +315,38 @@ class Batcher:
         elif report:
             self._report(row)
 
+    def _take(self, row: _Row, ids: list[int]) -> None:
+        """A chunk of ids of a row without stop strings, taken at once: what ``_accept`` does id by
+        id (the stop id ends the row and counts, the token budget ends it), then one event."""
+        job = row.job
+        ids = ids[: job.steps - row.count]
+        end = "length" if row.count + len(ids) >= job.steps else None
+        if job.stop_id is not None and job.stop_id in ids:
+            ids = ids[: ids.index(job.stop_id) + 1]
+            end = "stop"
+        row.count += len(ids)
+        pieces = [self.pieces[i] for i in (ids[:-1] if end == "stop" else ids)]
+        row.pending.extend((p, 0.0, {}) for p in pieces)
+        row.matcher.push("".join(pieces))
+        if end is None:
+            self._report(row)
+        else:
+            row.matcher.flush()
+            self._finish(row, end)
+
     def _report(self, row: _Row, finish: str | None = None) -> None:
         text = row.matcher.text
         event = RowEvent(text=text[row.shown:], finish_reason=finish)
-        n = row.shown
-        while row.pending and n + len(row.pending[0][0]) <= len(text):
-            piece, lp, top = row.pending.pop(0)
-            n += len(piece)
-            event.tokens.append(piece)
-            event.logprobs.append(lp)
-            event.top.append(top)
+        if row.matcher.held or row.matcher.hit is not None:  # pieces whose text is shown go out, the rest wait
+            n, k = row.shown, 0
+            while k < len(row.pending) and n + len(row.pending[k][0]) <= len(text):
+                n += len(row.pending[k][0])
+                k += 1
+            shown, row.pending = row.pending[:k], row.pending[k:]
+        else:
+            shown, row.pending = row.pending, []
+        if shown:
+            event.tokens, event.logprobs, event.top = (list(x) for x in zip(*shown))
         row.shown = len(text)
         if finish is not None:
             event.completion_tokens = row.count
