@@ -12,7 +12,9 @@ client takes less of the machine from the server). Each client sends a streaming
 ``--tokens`` tokens, reads it to the end, and sends the next. Printed: aggregate tokens/s, time to
 first token and time per output token (a request's mean gap between its streamed tokens after the
 first), median and p99 over requests, errors,
-and the server's resident memory after warm-up and at the end of the 1,000 requests.
+and the server's resident memory after warm-up and at the end of the 1,000 requests. Before the
+load, the bundle's engine alone (no server, no HTTP) at each level: the ratios the server would
+reach if serving cost nothing.
 """
 
 from __future__ import annotations
@@ -132,6 +134,38 @@ async def clients(port: int, n: int, seconds: float, tokens: int, bad_every: int
     return stats
 
 
+def engine_alone(bundle: Path, levels: list[int], seconds: float = 1.0) -> str:
+    """The bundle's own engine with no server: tokens/s of one call per ``DRAW_STEPS`` steps of
+    ``n`` rows drawing with the temperature (what the server's worker runs), for each level, in
+    this process, before the server starts. The ceiling of the server's ratios."""
+    import numpy as np
+
+    sys.path.insert(0, str(HERE))  # this tree's seqgen, as the server's PYTHONPATH
+    from seqgen.engines.onnx_engine import open_bundle
+    from seqgen.serve.batcher import DRAW_STEPS
+
+    gen = open_bundle(bundle, threads=1)
+    engine, vocab = gen.engine, gen.tokenizer.vocab_size
+    if not getattr(engine, "can_draw", False):
+        return "engine alone: this bundle has no sampling loop"
+    out, base = [], None
+    for n in levels:
+        state = engine.start(n)
+        logits, state = engine.advance(np.zeros((n, 1), dtype=np.int64), state)
+        u, t, bias = np.random.default_rng(0).random((DRAW_STEPS, n)), np.ones((n, 1)), np.zeros((n, vocab))
+        calls, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds or calls < 3:
+            _, _, logits, state = engine.draw(logits, state, u, t, bias)
+            calls += 1
+            if calls % 8 == 0:  # a fresh state now and then, so a sliding cache stays the size rows see
+                state = engine.start(n)
+                logits, state = engine.advance(np.zeros((n, 1), dtype=np.int64), state)
+        rate = calls * DRAW_STEPS * n / (time.perf_counter() - t0)
+        base = base or rate
+        out.append(f"{n}: {rate:,.0f} (x{rate / base:.1f})")
+    return "engine alone, tokens/s by rows: " + ", ".join(out)
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -177,6 +211,7 @@ def main() -> None:
             asyncio.run(clients(port, 2, 2.0, a.tokens))  # warm-up
             print(f"seqgen serve {bundle.name}: {a.tokens} tokens per request, {a.seconds:g}s per level, "
                   f"{os.cpu_count()} CPU(s) shared by server and clients")
+            print(engine_alone(bundle, levels))  # the server idles meanwhile
             print(f"{'load':7} {'n':>3} {'tok/s':>10} {'ttft50':>8} {'ttft99':>8} {'tok50':>7} {'tok99':>7} "
                   f"{'reqs':>6} {'5xx':>4}   (times in ms)")
             base = None
