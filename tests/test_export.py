@@ -396,6 +396,29 @@ def test_kv_buffer_stays_bounded_and_matches_torch_over_many_trims(tmp_path, cor
     assert max(lengths) <= engine.capacity and min(lengths[-20:]) >= engine.keep
     assert lengths.count(engine.keep + 1) >= 3  # it trimmed several times
 
+    # rows that read different lengths share one buffer, each at its own length, as each alone;
+    # a row that leaves frees its place for the next to join, with no new buffers
+    from seqgen.export import stacked_difference
+
+    assert engine.stackable and stacked_difference(model, engine) < 1e-4
+    prompts = [rng.integers(0, model.config.vocab_size - 4, (1, n)) for n in (5, 2 * WINDOW, 9)]
+    with torch.no_grad():
+        want = [model(torch.from_numpy(p), None)[1] for p in prompts]
+    alone = [engine.forward(p, engine.start(1))[1] for p in prompts]
+    read = [st.length for st in alone]
+    assert read[1] < 2 * WINDOW  # the long prompt was cut to the window
+    pool = engine.stack(alone[:2])
+    buffers = [id(a) for a in pool.arrays]
+    pool = engine.stack([engine.select(pool, [1]), alone[2]])
+    assert [id(a) for a in pool.arrays] == buffers and pool.lengths.tolist() == read[1:]
+    for _ in range(3):
+        x = rng.integers(0, model.config.vocab_size - 4, (2, 1))
+        logits, pool = engine.forward(x, pool)
+        with torch.no_grad():
+            for row, k in enumerate((1, 2)):
+                got, want[k] = model(torch.from_numpy(x[row : row + 1]), want[k])
+                assert np.abs(logits[row : row + 1] - got.numpy()).max() < 1e-4
+
 
 def test_sliding_kv_cache_stays_bounded(exported):
     """The fused transformer graph appends to its cache; the engine cuts it to the window."""

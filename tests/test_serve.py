@@ -326,8 +326,9 @@ def test_compose_returns_a_midi_file(music_bundle):  # noqa: F811
 
 @pytest.mark.parametrize("exporter", ["fused", "gqa"])
 def test_a_transformer_bundle_serves_concurrent_rows_as_each_alone(tmp_path, exporter):
-    """Concurrent requests with prompts of different lengths get what each gets alone; the fused
-    graph steps them in shared calls (rows stacked, caches padded), the gqa one row by row."""
+    """Concurrent requests with prompts of different lengths get what each gets alone, stepped in
+    shared calls: the fused graph's caches stacked and padded at the front, the gqa graph's rows
+    in one buffer, each at its own length."""
     from conftest import TEXT
 
     from seqgen.engines.onnx_engine import open_bundle
@@ -389,4 +390,4 @@ def test_a_transformer_bundle_serves_concurrent_rows_as_each_alone(tmp_path, exp
     assert done.wait(60)
     batcher.close()
     assert texts == alone
-    assert (max(widest) == 3) == (exporter == "fused")  # one call steps all three rows
+    assert max(widest) == 3  # one call steps all three rows

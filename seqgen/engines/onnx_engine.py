@@ -181,21 +181,32 @@ class OnnxEngine:
 
 class KvState:
     """A ``KvBufferEngine`` state: the cache buffers (numpy arrays onnxruntime reads and writes in
-    place), their binding, and how many positions they hold. ``advance`` updates it in place."""
+    place), of which the first ``batch`` rows are in use (a pool may hold spare rows), how many
+    positions each row holds, and the binding of those rows. ``advance`` updates it in place;
+    ``stack`` and ``select`` reuse its buffers."""
 
-    def __init__(self, arrays: list[np.ndarray], binding, length: int = 0):
-        self.arrays, self.binding, self.length = arrays, binding, length
+    def __init__(self, arrays: list[np.ndarray], lengths):
+        self.arrays = arrays  # each (room, heads, capacity, head dim)
+        self.lengths = np.asarray(lengths, dtype=np.int64)  # (batch,)
+        self.binding, self.bound = None, -1  # the binding and the batch it binds
 
     @property
     def batch(self) -> int:
-        return self.arrays[0].shape[0]
+        return len(self.lengths)
+
+    @property
+    def length(self) -> int:
+        """The longest row's positions."""
+        return int(self.lengths.max()) if len(self.lengths) else 0
 
 
 class KvBufferEngine:
     """The engine of a ``GroupQueryAttention`` bundle (``buffer`` in its state layout): the cache
-    has ``capacity`` positions; a call that would run past it first keeps the last ``keep``
-    positions at the front, the kept keys rotated back by the positions dropped (rotary
-    embedding is relative), and a long text is read in chunks that fit."""
+    has ``capacity`` positions per row; a call that would run a row past it first keeps that
+    row's last ``keep`` positions at the front, the kept keys rotated back by the positions
+    dropped (rotary embedding is relative), and a long text is read in chunks that fit. Rows
+    that read different numbers of tokens step together: each row's own length goes to the graph
+    (``seqlens_k``), which writes and reads each row's cache where that row is."""
 
     def __init__(self, model_path: Path, layout: list[dict], threads: int | None = None):
         self.session = _session(model_path, threads)
@@ -206,46 +217,85 @@ class KvBufferEngine:
         self.inv_freq = rot["base"] ** (-np.arange(0, rot["dim"], 2, dtype=np.float64) / rot["dim"])
         self.rotated = [i for i, s in enumerate(layout) if s.get("rotated", s["name"].startswith("k"))]
         self.slides = True  # the export's parity check reads a text past the window
+        self.stackable = True  # ``stack`` and ``select`` work
+
+    def _arrays(self, room: int) -> list[np.ndarray]:
+        return [np.zeros([room if d == "batch" else int(d) for d in s["shape"]], dtype=np.float32)
+                for s in self.layout]
 
     def start(self, batch: int) -> KvState:
-        arrays, binding = [], self.session.io_binding()
-        binding.bind_output("logits")
-        for s in self.layout:
-            shape = [batch if d == "batch" else int(d) for d in s["shape"]]
-            a = np.zeros(shape, dtype=np.float32)
-            value = ort.OrtValue.ortvalue_from_numpy(a)  # shares the array's memory
-            binding.bind_ortvalue_input(s["input"], value)
-            binding.bind_ortvalue_output(s["output"], value)  # past and present: one buffer
-            arrays.append(a)
-        state = KvState(arrays, binding)
-        state.values = [binding]  # keeps the OrtValues' owner alive with the state
-        return state
+        return KvState(self._arrays(batch), np.zeros(batch, dtype=np.int64))
 
-    def _trim(self, state: KvState) -> None:
-        n, keep = state.length, self.keep
+    def _bind(self, state: KvState):
+        """The binding of the state's rows in use (made again when their number changed)."""
+        if state.bound != state.batch:
+            binding = self.session.io_binding()
+            binding.bind_output("logits")
+            values = []
+            for s, a in zip(self.layout, state.arrays):
+                value = ort.OrtValue.ortvalue_from_numpy(a[: state.batch])  # shares the buffer's memory
+                binding.bind_ortvalue_input(s["input"], value)
+                binding.bind_ortvalue_output(s["output"], value)  # past and present: one buffer
+                values.append(value)
+            state.binding, state.bound, state.values = binding, state.batch, values
+        return state.binding
+
+    def stack(self, states: list[KvState]) -> KvState:
+        """One state of the rows of ``states``, in order; the first state's buffers are reused
+        when they have room (they grow by doubling otherwise), so a row that joins costs a copy of
+        its own positions only. The states given are used up."""
+        total = sum(st.batch for st in states)
+        first = states[0]
+        if first.arrays[0].shape[0] >= total:
+            arrays, at = first.arrays, first.batch
+        else:
+            arrays = self._arrays(max(total, 2 * first.arrays[0].shape[0]))
+            for a, old in zip(arrays, first.arrays):
+                a[: first.batch] = old[: first.batch]
+            at = first.batch
+        for st in states[1:]:
+            for r, n in enumerate(st.lengths.tolist()):
+                for a, old in zip(arrays, st.arrays):
+                    a[at, :, :n] = old[r, :, :n]
+                at += 1
+        return KvState(arrays, np.concatenate([st.lengths for st in states]))
+
+    def select(self, state: KvState, rows: list[int]) -> KvState | None:
+        """The state of ``rows`` alone, in that order (None for no rows): each kept row's positions
+        moved up in the same buffers. ``state`` is used up."""
+        if not rows:
+            return None
+        for j, k in enumerate(rows):
+            if j != k:
+                n = int(state.lengths[k])
+                for a in state.arrays:
+                    a[j, :, :n] = a[k, :, :n]
+        return KvState(state.arrays, state.lengths[rows])
+
+    def _trim(self, state: KvState, row: int) -> None:
+        n, keep = int(state.lengths[row]), self.keep
         drop = n - keep
         cos, sin = np.cos(drop * self.inv_freq), np.sin(drop * self.inv_freq)
         for i, a in enumerate(state.arrays):
-            kept = a[:, :, drop:n].astype(np.float64)
+            kept = a[row, :, drop:n].astype(np.float64)
             if i in self.rotated:  # each pair (x0, x1) turned back by drop positions
                 x0, x1 = kept[..., 0::2].copy(), kept[..., 1::2].copy()
                 kept[..., 0::2] = x0 * cos + x1 * sin
                 kept[..., 1::2] = x1 * cos - x0 * sin
-            a[:, :, :keep] = kept
-        state.length = keep
+            a[row, :, :keep] = kept
+        state.lengths[row] = keep
 
     def _call(self, ids: np.ndarray, state: KvState) -> np.ndarray:
         b, t = ids.shape
-        if b > 1 and t > 1 and state.length:  # GroupQueryAttention reads a chunk after a past at batch 1 only
+        if b > 1 and t > 1 and state.lengths.any():  # GroupQueryAttention reads a chunk after a past at batch 1 only
             return np.concatenate([self._call(ids[:, j : j + 1], state) for j in range(t)], axis=1)
-        total = state.length + t
-        io = state.binding
+        io = self._bind(state)
         io.bind_cpu_input("ids", ids)
-        io.bind_cpu_input("seqlens_k", np.full(b, total - 1, dtype=np.int32))
-        io.bind_cpu_input("total_sequence_length", np.array(total, dtype=np.int32))
+        io.bind_cpu_input("seqlens_k", (state.lengths + (t - 1)).astype(np.int32))
+        io.bind_cpu_input("total_sequence_length", np.array(state.length + t, dtype=np.int32))
         io.bind_output("logits")
         self.session.run_with_iobinding(io)
-        state.length = total
+        state.lengths += t
         return io.get_outputs()[0].numpy()
 
     def forward(self, ids: np.ndarray, state: KvState) -> tuple[np.ndarray, KvState]:
@@ -255,11 +305,10 @@ class KvBufferEngine:
             raise ValueError(f"Expected ids of batch {state.batch}, got {ids.shape[0]}")
         out, at = [], 0
         while at < ids.shape[1]:
-            room = self.capacity - state.length
-            if room < ids.shape[1] - at and state.length > self.keep:
-                self._trim(state)
-                room = self.capacity - state.length
-            n = min(room, ids.shape[1] - at)
+            need = ids.shape[1] - at
+            for row in np.flatnonzero((state.lengths + need > self.capacity) & (state.lengths > self.keep)).tolist():
+                self._trim(state, row)
+            n = min(self.capacity - state.length, need)
             out.append(self._call(ids[:, at : at + n], state))
             at += n
         return (out[0] if len(out) == 1 else np.concatenate(out, axis=1)), state

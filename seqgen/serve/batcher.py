@@ -9,13 +9,14 @@ When the engine draws itself (a bundle's sampling loop, ``OnnxEngine.draw``) and
 samples with its temperature alone, one call instead draws ``DRAW_STEPS`` steps of every row,
 each row from its own random numbers, and the rows then take their ids in order.
 
-The rows' states are stacked by the engine (``OnnxEngine.stack`` and ``select``): a recurrent
-state along its batch axis, a transformer's KV cache padded at the front to the longest row's
-length, with each row's position and padding count in the state, so rows that read different
+The rows' states are stacked by the engine (``stack`` and ``select``): a recurrent state along
+its batch axis, a transformer's KV cache padded at the front to the longest row's length, with
+each row's position and padding count in the state (``OnnxEngine``), or a fixed-capacity KV
+buffer whose rows each hold their own length (``KvBufferEngine``), so rows that read different
 numbers of tokens still share one call. An engine that cannot (the torch engine, whose state
-layout the server does not know; a KV cache of fixed capacity; a transformer bundle exported
-before the padding count) advances each row with its own call, still in the worker thread and
-still interleaved step by step.
+layout the server does not know; a transformer bundle exported before the padding count)
+advances each row with its own call, still in the worker thread and still interleaved step by
+step.
 
 The worker never touches the event loop: each row's ``sink`` is called with ``RowEvent``s and the
 caller forwards them (``loop.call_soon_threadsafe``). Nothing here prints.
