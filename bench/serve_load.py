@@ -144,6 +144,8 @@ def engine_alone(bundle: Path, levels: list[int], seconds: float = 1.0) -> str:
     from seqgen.engines.onnx_engine import open_bundle
     from seqgen.serve.batcher import DRAW_STEPS
 
+    if not (bundle / "seqgen.json").is_file():
+        return "engine alone: timed for bundles only"
     gen = open_bundle(bundle, threads=1)
     engine, vocab = gen.engine, gen.tokenizer.vocab_size
     if not getattr(engine, "can_draw", False):

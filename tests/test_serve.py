@@ -391,3 +391,63 @@ def test_a_transformer_bundle_serves_concurrent_rows_as_each_alone(tmp_path, exp
     batcher.close()
     assert texts == alone
     assert max(widest) == 3  # one call steps all three rows
+
+
+@pytest.mark.parametrize("model_type", ["lstm", "transformer"])
+def test_a_run_serves_concurrent_rows_as_each_alone(tmp_path, model_type):
+    """Served from a run (the torch engine), concurrent requests get what each gets alone; the
+    rows of a recurrent model step in one call, a transformer's (its cache grows) row by row."""
+    from conftest import TEXT
+
+    from seqgen.engines.torch_engine import open_torch
+    from seqgen.serve.batcher import Batcher, RowJob
+    from seqgen.options import SamplingOptions
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    run = make_run(tmp_path, model_type, corpus)
+    prompts = ["All", TEXT[:90], TEXT[:7]]
+    s = start_server(run)
+    try:
+        alone = [post(s, {"prompt": p, "max_tokens": 30, "seed": i}).json()["choices"][0]["text"]
+                 for i, p in enumerate(prompts)]
+        got = [None] * len(prompts)
+
+        def ask(i: int) -> None:
+            got[i] = post(s, {"prompt": prompts[i], "max_tokens": 30, "seed": i}).json()["choices"][0]["text"]
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert got == alone and all(len(t) == 30 for t in alone)
+    finally:
+        s.stop()
+
+    gen = open_torch(run / "best.pt")
+    widest, advance = [], gen.engine.advance
+
+    def counted(ids, state):
+        widest.append(len(ids))
+        return advance(ids, state)
+
+    gen.engine.advance = counted
+    batcher = Batcher(gen)
+    texts, done = ["", "", ""], threading.Event()
+
+    def sink(k):
+        def take(ev):
+            texts[k] += ev.text
+            if ev.finish_reason and all(texts):
+                done.set()
+        return take
+
+    tok = gen.tokenizer
+    banned = (tok.pre_id, tok.suf_id, tok.mid_id, tok.eot_id)  # as the server bans them
+    batcher.submit([RowJob(np.asarray(tok.encode(p), dtype=np.int64), 30, SamplingOptions(temperature=1.0),
+                           np.random.default_rng(k), sink(k), banned=banned) for k, p in enumerate(prompts)])
+    assert done.wait(60)
+    batcher.close()
+    assert texts == alone
+    assert (max(widest) == 3) == (model_type == "lstm")  # one call steps all three rows

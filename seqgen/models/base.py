@@ -61,6 +61,9 @@ class SeqModel(nn.Module):
     state_names: ClassVar[tuple[str, ...]] = ()
     # Axis of the batch dimension in each state tensor.
     state_batch_axes: ClassVar[tuple[int, ...]] = ()
+    # Whether every state tensor has a fixed size apart from its batch axis, so that rows that read
+    # different numbers of tokens can share one state (stacked along those axes).
+    fixed_state: ClassVar[bool] = False
 
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         raise NotImplementedError

@@ -38,6 +38,7 @@ class RecurrentConfig(ModelConfig):
 
 class RecurrentLM(SeqModel):
     stateful_training = True
+    fixed_state = True  # (layers, B, dim) per tensor, whatever was read
 
     def __init__(self, config: RecurrentConfig):
         super().__init__()

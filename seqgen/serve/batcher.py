@@ -13,10 +13,10 @@ The rows' states are stacked by the engine (``stack`` and ``select``): a recurre
 its batch axis, a transformer's KV cache padded at the front to the longest row's length, with
 each row's position and padding count in the state (``OnnxEngine``), or a fixed-capacity KV
 buffer whose rows each hold their own length (``KvBufferEngine``), so rows that read different
-numbers of tokens still share one call. An engine that cannot (the torch engine, whose state
-layout the server does not know; a transformer bundle exported before the padding count)
-advances each row with its own call, still in the worker thread and still interleaved step by
-step.
+numbers of tokens still share one call; the torch engine stacks the rows of a recurrent model
+(its state has a fixed size). An engine that cannot (the torch engine of a model whose state
+grows with what it read; a transformer bundle exported before the padding count) advances each
+row with its own call, still in the worker thread and still interleaved step by step.
 
 The worker never touches the event loop: each row's ``sink`` is called with ``RowEvent``s and the
 caller forwards them (``loop.call_soon_threadsafe``). Nothing here prints.
