@@ -324,43 +324,37 @@ def test_compose_returns_a_midi_file(music_bundle):  # noqa: F811
         s.stop()
 
 
-@pytest.mark.parametrize("exporter", ["fused", "gqa"])
-def test_a_transformer_bundle_serves_concurrent_rows_as_each_alone(tmp_path, exporter):
-    """Concurrent requests with prompts of different lengths get what each gets alone, stepped in
-    shared calls: the fused graph's caches stacked and padded at the front, the gqa graph's rows
-    in one buffer, each at its own length."""
-    from conftest import TEXT
-
-    from seqgen.engines.onnx_engine import open_bundle
-    from seqgen.export import export_run
-    from seqgen.serve.batcher import Batcher, RowJob
-    from seqgen.options import SamplingOptions
-
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(TEXT, encoding="utf-8")
-    export_run(make_run(tmp_path, "transformer", corpus), tmp_path / "tb", loss_tokens=0, exporter=exporter)
-    prompts = ["All", TEXT[:90], TEXT[:7]]
-    s = start_server(tmp_path / "tb")
+def served_alone_and_together(target: Path, prompts: list[str], tokens: int) -> list[str]:
+    """Each prompt's answer asked alone, then all at once from threads: the answers alone, after
+    checking that those asked together are the same."""
+    s = start_server(target)
     try:
-        alone = [post(s, {"prompt": p, "max_tokens": 40, "seed": i}).json()["choices"][0]["text"]
+        alone = [post(s, {"prompt": p, "max_tokens": tokens, "seed": i}).json()["choices"][0]["text"]
                  for i, p in enumerate(prompts)]
         got = [None] * len(prompts)
 
         def ask(i: int) -> None:
-            got[i] = post(s, {"prompt": prompts[i], "max_tokens": 40, "seed": i}).json()["choices"][0]["text"]
+            got[i] = post(s, {"prompt": prompts[i], "max_tokens": tokens, "seed": i}).json()["choices"][0]["text"]
 
         threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
         for t in threads:
             t.start()
         for t in threads:
             t.join(60)
-        assert got == alone and all(len(t) == 40 for t in alone)
-        both = post(s, {"prompt": "All", "max_tokens": 40, "seed": 0, "n": 3}).json()["choices"]
+        assert got == alone and all(len(t) == tokens for t in alone)
+        both = post(s, {"prompt": prompts[0], "max_tokens": tokens, "seed": 0, "n": 3}).json()["choices"]
         assert both[0]["text"] == alone[0]
     finally:
         s.stop()
+    return alone
 
-    gen = open_bundle(tmp_path / "tb")
+
+def batched_texts(gen, prompts: list[str], tokens: int) -> tuple[list[str], int]:
+    """The prompts decoded together by a ``Batcher`` (seeds 0, 1, ...; the server's banned ids):
+    their texts, and the most rows one engine call stepped."""
+    from seqgen.options import SamplingOptions
+    from seqgen.serve.batcher import Batcher, RowJob
+
     widest = []
     for name in ("advance", "draw"):
         if hasattr(gen.engine, name):
@@ -373,7 +367,7 @@ def test_a_transformer_bundle_serves_concurrent_rows_as_each_alone(tmp_path, exp
             setattr(gen.engine, name, counted)
     batcher = Batcher(gen)
     done = threading.Event()
-    texts = ["", "", ""]
+    texts = [""] * len(prompts)
 
     def sink(k):
         def take(ev):
@@ -382,15 +376,33 @@ def test_a_transformer_bundle_serves_concurrent_rows_as_each_alone(tmp_path, exp
                 done.set()
         return take
 
-    ids = [np.asarray(gen.tokenizer.encode(p), dtype=np.int64) for p in prompts]
     tok = gen.tokenizer
     banned = (tok.pre_id, tok.suf_id, tok.mid_id, tok.eot_id)  # as the server bans them
-    batcher.submit([RowJob(ids[k], 40, SamplingOptions(temperature=1.0), np.random.default_rng(k), sink(k),
-                           banned=banned) for k in range(3)])
+    batcher.submit([RowJob(np.asarray(tok.encode(p), dtype=np.int64), tokens, SamplingOptions(temperature=1.0),
+                           np.random.default_rng(k), sink(k), banned=banned) for k, p in enumerate(prompts)])
     assert done.wait(60)
     batcher.close()
+    return texts, max(widest)
+
+
+@pytest.mark.parametrize("exporter", ["fused", "gqa"])
+def test_a_transformer_bundle_serves_concurrent_rows_as_each_alone(tmp_path, exporter):
+    """Concurrent requests with prompts of different lengths get what each gets alone, stepped in
+    shared calls: the fused graph's caches stacked and padded at the front, the gqa graph's rows
+    in one buffer, each at its own length."""
+    from conftest import TEXT
+
+    from seqgen.engines.onnx_engine import open_bundle
+    from seqgen.export import export_run
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    export_run(make_run(tmp_path, "transformer", corpus), tmp_path / "tb", loss_tokens=0, exporter=exporter)
+    prompts = ["All", TEXT[:90], TEXT[:7]]
+    alone = served_alone_and_together(tmp_path / "tb", prompts, 40)
+    texts, widest = batched_texts(open_bundle(tmp_path / "tb"), prompts, 40)
     assert texts == alone
-    assert max(widest) == 3  # one call steps all three rows
+    assert widest == 3  # one call steps all three rows
 
 
 @pytest.mark.parametrize("model_type", ["lstm", "transformer"])
@@ -400,54 +412,12 @@ def test_a_run_serves_concurrent_rows_as_each_alone(tmp_path, model_type):
     from conftest import TEXT
 
     from seqgen.engines.torch_engine import open_torch
-    from seqgen.serve.batcher import Batcher, RowJob
-    from seqgen.options import SamplingOptions
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT, encoding="utf-8")
     run = make_run(tmp_path, model_type, corpus)
     prompts = ["All", TEXT[:90], TEXT[:7]]
-    s = start_server(run)
-    try:
-        alone = [post(s, {"prompt": p, "max_tokens": 30, "seed": i}).json()["choices"][0]["text"]
-                 for i, p in enumerate(prompts)]
-        got = [None] * len(prompts)
-
-        def ask(i: int) -> None:
-            got[i] = post(s, {"prompt": prompts[i], "max_tokens": 30, "seed": i}).json()["choices"][0]["text"]
-
-        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        assert got == alone and all(len(t) == 30 for t in alone)
-    finally:
-        s.stop()
-
-    gen = open_torch(run / "best.pt")
-    widest, advance = [], gen.engine.advance
-
-    def counted(ids, state):
-        widest.append(len(ids))
-        return advance(ids, state)
-
-    gen.engine.advance = counted
-    batcher = Batcher(gen)
-    texts, done = ["", "", ""], threading.Event()
-
-    def sink(k):
-        def take(ev):
-            texts[k] += ev.text
-            if ev.finish_reason and all(texts):
-                done.set()
-        return take
-
-    tok = gen.tokenizer
-    banned = (tok.pre_id, tok.suf_id, tok.mid_id, tok.eot_id)  # as the server bans them
-    batcher.submit([RowJob(np.asarray(tok.encode(p), dtype=np.int64), 30, SamplingOptions(temperature=1.0),
-                           np.random.default_rng(k), sink(k), banned=banned) for k, p in enumerate(prompts)])
-    assert done.wait(60)
-    batcher.close()
+    alone = served_alone_and_together(run, prompts, 30)
+    texts, widest = batched_texts(open_torch(run / "best.pt"), prompts, 30)
     assert texts == alone
-    assert (max(widest) == 3) == (model_type == "lstm")  # one call steps all three rows
+    assert (widest == 3) == (model_type == "lstm")  # one call steps all three rows

@@ -188,7 +188,7 @@ class KvState:
     def __init__(self, arrays: list[np.ndarray], lengths):
         self.arrays = arrays  # each (room, heads, capacity, head dim)
         self.lengths = np.asarray(lengths, dtype=np.int64)  # (batch,)
-        self.binding, self.bound = None, -1  # the binding and the batch it binds
+        self.binding, self.bound, self.values = None, -1, []  # the binding, the batch it binds, its OrtValues
 
     @property
     def batch(self) -> int:
