@@ -349,19 +349,22 @@ def served_alone_and_together(target: Path, prompts: list[str], tokens: int) -> 
     return alone
 
 
-def batched_texts(gen, prompts: list[str], tokens: int) -> tuple[list[str], int]:
-    """The prompts decoded together by a ``Batcher`` (seeds 0, 1, ...; the server's banned ids):
-    their texts, and the most rows one engine call stepped."""
+def batched_texts(gen, prompts: list[str], tokens: int, seed: int = 0) -> tuple[list[str], int, list[tuple]]:
+    """The prompts decoded together by a ``Batcher`` (seeds ``seed``, ``seed`` + 1, ...; the server's banned ids):
+    their texts, the most rows one engine call stepped, and the shapes of the prefill calls
+    (``advance`` of more than one token)."""
     from seqgen.options import SamplingOptions
     from seqgen.serve.batcher import Batcher, RowJob
 
-    widest = []
+    widest, prefills = [], []
     for name in ("advance", "draw"):
         if hasattr(gen.engine, name):
             call = getattr(gen.engine, name)
 
-            def counted(ids, state, *rest, call=call):
+            def counted(ids, state, *rest, call=call, name=name):
                 widest.append(len(ids) if ids.ndim == 2 else ids.shape[0])
+                if name == "advance" and ids.shape[1] > 1:
+                    prefills.append(ids.shape)
                 return call(ids, state, *rest)
 
             setattr(gen.engine, name, counted)
@@ -379,10 +382,10 @@ def batched_texts(gen, prompts: list[str], tokens: int) -> tuple[list[str], int]
     tok = gen.tokenizer
     banned = (tok.pre_id, tok.suf_id, tok.mid_id, tok.eot_id)  # as the server bans them
     batcher.submit([RowJob(np.asarray(tok.encode(p), dtype=np.int64), tokens, SamplingOptions(temperature=1.0),
-                           np.random.default_rng(k), sink(k), banned=banned) for k, p in enumerate(prompts)])
+                           np.random.default_rng(seed + k), sink(k), banned=banned) for k, p in enumerate(prompts)])
     assert done.wait(60)
     batcher.close()
-    return texts, max(widest)
+    return texts, max(widest), prefills
 
 
 @pytest.mark.parametrize("exporter", ["fused", "gqa"])
@@ -400,7 +403,7 @@ def test_a_transformer_bundle_serves_concurrent_rows_as_each_alone(tmp_path, exp
     export_run(make_run(tmp_path, "transformer", corpus), tmp_path / "tb", loss_tokens=0, exporter=exporter)
     prompts = ["All", TEXT[:90], TEXT[:7]]
     alone = served_alone_and_together(tmp_path / "tb", prompts, 40)
-    texts, widest = batched_texts(open_bundle(tmp_path / "tb"), prompts, 40)
+    texts, widest, _ = batched_texts(open_bundle(tmp_path / "tb"), prompts, 40)
     assert texts == alone
     assert widest == 3  # one call steps all three rows
 
@@ -418,6 +421,25 @@ def test_a_run_serves_concurrent_rows_as_each_alone(tmp_path, model_type):
     run = make_run(tmp_path, model_type, corpus)
     prompts = ["All", TEXT[:90], TEXT[:7]]
     alone = served_alone_and_together(run, prompts, 30)
-    texts, widest = batched_texts(open_torch(run / "best.pt"), prompts, 30)
+    texts, widest, _ = batched_texts(open_torch(run / "best.pt"), prompts, 30)
     assert texts == alone
     assert (widest == 3) == (model_type == "lstm")  # one call steps all three rows
+
+
+@pytest.mark.parametrize("kind", ["lstm", "transformer"])
+def test_rows_that_join_together_read_prompts_of_one_length_in_one_call(tmp_path, kind):
+    """Rows that join at once with prompts of the same length are prefilled by one engine call
+    (one of another length by its own), and each still gets what it gets alone."""
+    from conftest import TEXT
+
+    from seqgen.engines.onnx_engine import open_bundle
+    from seqgen.export import export_run
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    export_run(make_run(tmp_path, kind, corpus), tmp_path / "b", loss_tokens=0)
+    prompts = [TEXT[:5], TEXT[10:15], TEXT[:9], TEXT[20:25]]
+    alone = [batched_texts(open_bundle(tmp_path / "b"), [p], 24, seed=k)[0][0] for k, p in enumerate(prompts)]
+    texts, _, prefills = batched_texts(open_bundle(tmp_path / "b"), prompts, 24)
+    assert sorted(prefills) == [(1, 9), (3, 5)]
+    assert texts == alone

@@ -1,7 +1,8 @@
 """Many streams, one step: a worker thread that advances every active row with one engine call.
 
 Each request row (``RowJob``) waits in a bounded queue until a place frees up; between two steps
-the worker reads the prompts of the rows that join (one prefill call each) and drops the rows
+the worker reads the prompts of the rows that join (one prefill call for the prompts of one
+length when the rows stack, else one per row) and drops the rows
 that ended or whose client went away. Every step then draws each row's next token under that
 row's own options (``seqgen.sampling.pick``: its rng, its repetition guard, its banned ids) and
 advances all rows in one ``engine.advance`` call, their states stacked along the batch axis.
@@ -169,18 +170,30 @@ class Batcher:
                     _send(job, RowEvent(finish_reason="error", error=message))
 
     def _admit(self, jobs: list[RowJob]) -> None:
-        new = []
-        for job in jobs:
-            if job.cancelled:
-                continue
-            logits, state = self.engine.advance(job.prompt[None], self.engine.start(1))
-            new.append(_Row(job, np.asarray(logits), state, self.vocab, self.exempt))
-        if not new:
+        """Read the prompts of the rows that join: when the engine stacks rows, the prompts of one
+        length in one call (their states come out stacked), else one call per row."""
+        jobs = [job for job in jobs if not job.cancelled]
+        if not jobs:
             return
-        if self.stacks:
-            self._state = self.engine.stack(([self._state] if self._rows else []) + [r.state for r in new])
-            for r in new:
-                r.state = None
+        if not self.stacks:
+            new = []
+            for job in jobs:
+                logits, state = self.engine.advance(job.prompt[None], self.engine.start(1))
+                new.append(_Row(job, np.asarray(logits), state, self.vocab, self.exempt))
+            with self._cv:
+                self._rows.extend(new)
+            return
+        groups: dict[int, list[RowJob]] = {}
+        for job in jobs:
+            groups.setdefault(len(job.prompt), []).append(job)
+        new, states = [], [self._state] if self._rows else []
+        for group in groups.values():
+            prompts = np.stack([job.prompt for job in group])  # (rows, P)
+            logits, state = self.engine.advance(prompts, self.engine.start(len(group)))
+            logits = np.asarray(logits)
+            new.extend(_Row(job, logits[k : k + 1], None, self.vocab, self.exempt) for k, job in enumerate(group))
+            states.append(state)
+        self._state = self.engine.stack(states) if len(states) > 1 else states[0]
         with self._cv:
             self._rows.extend(new)
 
