@@ -67,6 +67,25 @@ def test_settings_for_a_tiny_and_a_large_corpus():
     assert not {"dropout", "weight_decay", "transpose", "dim"} & set(why_mine)
 
 
+def test_the_measured_speed_is_the_median_step_so_one_slow_step_changes_nothing():
+    """The plan's speed comes from the median of the timed steps after the warm-up: a step the
+    machine slowed (or the first ones, which build kernels) moves it not at all, and timing stops
+    early when the steps are slow."""
+    from seqgen.train.build import median_step
+
+    def steps(durations):
+        it = iter(durations)
+        return lambda: next(it)
+
+    calm = [9.0, 9.0] + [0.1] * 8
+    slowed = [9.0, 9.0, 0.1, 0.1, 2.0, 0.1, 0.1, 0.1, 0.1, 0.1]
+    assert median_step(steps(calm)) == median_step(steps(slowed)) == 0.1
+    assert sum(slowed[2:]) / 8 > 0.3  # the mean would have read it three times slower
+    took = []
+    big = lambda: took.append(1.0) or 1.0  # noqa: E731  (a large model: a second per step)
+    assert median_step(big) == 1.0 and len(took) == 2 + 3  # the warm-up, then the fewest timed steps
+
+
 def test_the_choices_are_printed_and_stored(text_corpus, tmp_path):
     import json
 

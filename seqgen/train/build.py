@@ -43,14 +43,23 @@ def precision(name: str, device: torch.device) -> tuple[torch.dtype | None, torc
     return torch.float16, torch.amp.GradScaler(device.type)
 
 
+SPEED_WARMUP = 2  # steps that build kernels and caches, not timed
+SPEED_STEPS = (3, 8)  # timed steps: at least, at most
+SPEED_SECONDS = 1.5  # timed steps stop being added past this (a large model's step can take a second)
+
+
 def measure_speed(cfg: TrainConfig, tokens: np.ndarray, tokenizer: Tokenizer, device: torch.device,
                   world: int = 1) -> float:
     """Training tokens per second of the model ``cfg`` describes, timed over a few steps of a
-    throwaway copy (its own random numbers: the run's weights and batches are unaffected)."""
+    throwaway copy (its own random numbers: the run's weights and batches are unaffected): the
+    median step, since a step the machine slowed says nothing of the run (measured on 2 cores:
+    single steps of one model ranged 9,000-21,000 tokens/s, and the mean of three steps set
+    one chorale run's estimate a third under what the run then reached)."""
     model = model_for(cfg, tokenizer.vocab_size, tokenizer.mid_id).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    rows, rng, took = max(1, cfg.batch // world), np.random.default_rng(0), 0.0
-    for i in range(5):
+    rows, rng = max(1, cfg.batch // world), np.random.default_rng(0)
+
+    def step() -> float:
         x = torch.as_tensor(random_windows(tokens, rows, cfg.window, rng), device=device)
         start = time.perf_counter()
         logits, _ = model(x[:, :-1])
@@ -59,9 +68,21 @@ def measure_speed(cfg: TrainConfig, tokens: np.ndarray, tokenizer: Tokenizer, de
         opt.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        if i >= 2:  # the first steps build kernels and caches
-            took += time.perf_counter() - start
-    return 3 * rows * world * cfg.window / max(took, 1e-9)
+        return time.perf_counter() - start
+
+    return rows * world * cfg.window / median_step(step)
+
+
+def median_step(step, warmup: int = SPEED_WARMUP, steps: tuple[int, int] = SPEED_STEPS,
+                seconds: float = SPEED_SECONDS) -> float:
+    """The median of ``step()``'s durations after ``warmup`` untimed calls: at least ``steps[0]``
+    timed calls, then more while they took under ``seconds`` in all, up to ``steps[1]``."""
+    for _ in range(warmup):
+        step()
+    took: list[float] = []
+    while len(took) < steps[0] or (len(took) < steps[1] and sum(took) < seconds):
+        took.append(step())
+    return float(np.median(took))
 
 
 class Batches:
