@@ -172,28 +172,21 @@ class Batcher:
     def _admit(self, jobs: list[RowJob]) -> None:
         """Read the prompts of the rows that join: when the engine stacks rows, the prompts of one
         length in one call (their states come out stacked), else one call per row."""
-        jobs = [job for job in jobs if not job.cancelled]
-        if not jobs:
-            return
-        if not self.stacks:
-            new = []
-            for job in jobs:
-                logits, state = self.engine.advance(job.prompt[None], self.engine.start(1))
-                new.append(_Row(job, np.asarray(logits), state, self.vocab, self.exempt))
-            with self._cv:
-                self._rows.extend(new)
-            return
         groups: dict[int, list[RowJob]] = {}
-        for job in jobs:
-            groups.setdefault(len(job.prompt), []).append(job)
+        for k, job in enumerate(job for job in jobs if not job.cancelled):
+            groups.setdefault(len(job.prompt) if self.stacks else k, []).append(job)
+        if not groups:
+            return
         new, states = [], [self._state] if self._rows else []
         for group in groups.values():
             prompts = np.stack([job.prompt for job in group])  # (rows, P)
             logits, state = self.engine.advance(prompts, self.engine.start(len(group)))
             logits = np.asarray(logits)
-            new.extend(_Row(job, logits[k : k + 1], None, self.vocab, self.exempt) for k, job in enumerate(group))
+            own = None if self.stacks else state  # a row that does not stack keeps its own state
+            new.extend(_Row(job, logits[k : k + 1], own, self.vocab, self.exempt) for k, job in enumerate(group))
             states.append(state)
-        self._state = self.engine.stack(states) if len(states) > 1 else states[0]
+        if self.stacks:
+            self._state = self.engine.stack(states) if len(states) > 1 else states[0]
         with self._cv:
             self._rows.extend(new)
 
