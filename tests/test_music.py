@@ -248,7 +248,10 @@ def test_folder_with_broken_files_skips_and_reports(tmp_path, music_dir, monkeyp
     assert "corrupt" in skipped["truncated.mid"] and "empty file" in skipped["zero.mid"]
     assert reports and reports[0][1] == 9
     tokens = np.asarray(data.tokens)
-    assert (tokens == 0).sum() == 4 and (tokens == 1).sum() == 4  # BOS/EOS per piece
+    held = np.asarray(data.held_form)
+    assert (held == 0).sum() == 4 and (held == 1).sum() == 4  # BOS/EOS per piece as read
+    # in training, each piece is BOS ... EOS (twice where its layout gives tracks first)
+    assert all(tokens[at] == 0 and tokens[at + n - 1] == 1 for _, at, n in data.meta["pieces"])
     assert tokens.dtype == np.uint16
     # the cache answers the second time, and still reports what it skipped
     again_reports = []

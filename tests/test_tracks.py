@@ -170,6 +170,31 @@ def test_held_out_pieces_are_measured_as_read_and_trained_in_layouts(voices_fold
     assert v1.held_form is None and "held_form" not in v1.meta  # version 1 has no training layout
 
 
+def test_a_piece_given_tracks_first_is_also_trained_on_as_read(voices_folder):
+    """Version 3 trains on every piece's mix: a piece whose layout gives tracks first comes as
+    read too, ahead of that layout. A run made before (no ``mixed_copy`` in its config) keeps
+    the stream it trained on, and so the pieces it held out."""
+    from seqgen.data.music import load_music_corpus
+    from seqgen.tokenizers.tracks import gives_tracks_in_training
+
+    before = {k: v for k, v in V3.to_dict().items() if k != "mixed_copy"}
+    assert MidiTokenizer.from_dict(V3.to_dict()) == V3 and not MidiTokenizer.from_dict(before).mixed_copy
+    new = load_music_corpus(str(voices_folder), tokenizer=V3, report=None)
+    old = load_music_corpus(str(voices_folder), tokenizer=MidiTokenizer.from_dict(before), report=None)
+    copied = 0
+    for (name, at, n), (name0, at0, n0) in zip(new.meta["pieces"], old.meta["pieces"], strict=True):
+        piece = read_any(voices_folder / f"{name}.mid")[0]
+        doc, doc0 = np.asarray(new.tokens[at:at + n]), np.asarray(old.tokens[at0:at0 + n0])
+        assert name == name0 and np.array_equal(doc0, V3.encode(piece, training=True))
+        if gives_tracks_in_training(piece):
+            copied += 1
+            assert np.array_equal(doc, np.concatenate((V3.encode(piece), doc0)))
+        else:
+            assert np.array_equal(doc, doc0)
+    assert 0 < copied < len(new.meta["pieces"])
+    assert np.array_equal(np.asarray(new.held_form), np.asarray(old.held_form))
+
+
 def test_a_lost_held_out_stream_rebuilds_the_cache(voices_folder):
     import warnings
 

@@ -74,8 +74,11 @@ def encode_file(path: str, config: str) -> list[Encoded]:
     tok = _tokenizer(config)
     try:
         pieces = read_any(Path(path))
-        return [(p.name, tok.encode(p, training=True).astype(np.uint16),
-                 tok.encode(p).astype(np.uint16) if tok.version >= 2 else None, "") for p in pieces]
+        out: list[Encoded] = []
+        for p in pieces:
+            train, held = tok.training_encodings(p)
+            out.append((p.name, train.astype(np.uint16), None if held is None else held.astype(np.uint16), ""))
+        return out
     except MusicFileError as e:
         return [(Path(path).name, None, None, str(e))]
     except Exception as e:  # a reader's bug on a strange file must not stop a whole corpus

@@ -63,6 +63,9 @@ class MidiTokenizer:
     tempo_max: float = 240.0
     max_duration_quarters: int = 16
     version: int = 1
+    # version 3: a training piece whose layout gives tracks first is also read as it is (every
+    # track in the mix), so the mix is learnt from every piece; False in runs made before it
+    mixed_copy: bool = True
     kind: str = field(default="music", compare=False)
 
     def __post_init__(self) -> None:
@@ -437,18 +440,33 @@ class MidiTokenizer:
             x = np.where(is_key, k0 + (v % 12 + shift) % 12 + 12 * (v // 12), x)
         return x
 
+    def training_encodings(self, piece: Piece) -> tuple[np.ndarray, np.ndarray | None]:
+        """(the ids a training stream holds for ``piece``, its ids as read, or None where those are
+        the same: version 1). From version 2 on a training piece has a layout of its own (tracks
+        shuffled or given first, controls dropped); with ``mixed_copy`` (version 3) a piece whose
+        layout gives tracks first is preceded by itself as read."""
+        if self.version < 2:
+            return self.encode(piece), None
+        from seqgen.tokenizers.tracks import gives_tracks_in_training
+
+        train, held = self.encode(piece, training=True), self.encode(piece)
+        if self.version >= 3 and self.mixed_copy and gives_tracks_in_training(piece):
+            train = np.concatenate((held, train))
+        return train, held
+
     # ---- serialization ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"type": "midi", "resolution": self.resolution, "max_bar_quarters": self.max_bar_quarters,
                 "velocity_bins": self.velocity_bins, "tempo_bins": self.tempo_bins, "tempo_min": self.tempo_min,
                 "tempo_max": self.tempo_max, "max_duration_quarters": self.max_duration_quarters,
-                "version": self.version, "vocab_size": self.vocab_size, "specials": list(SPECIAL)}
+                "version": self.version, "mixed_copy": self.mixed_copy, "vocab_size": self.vocab_size,
+                "specials": list(SPECIAL)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MidiTokenizer":
         names = ("resolution", "max_bar_quarters", "velocity_bins", "tempo_bins", "tempo_min", "tempo_max",
                  "max_duration_quarters", "version")
-        tok = cls(**{k: d[k] for k in names if k in d})
+        tok = cls(**{k: d[k] for k in names if k in d}, mixed_copy=bool(d.get("mixed_copy", False)))
         if "vocab_size" in d and d["vocab_size"] != tok.vocab_size:
             raise TokenizerError(f"MIDI tokenizer config expects {d['vocab_size']} tokens, this seqgen builds "
                                  f"{tok.vocab_size}; the checkpoint is from another seqgen version")

@@ -23,6 +23,8 @@ costs what it costs in version 1::
   that order (half of the pieces keep the file's); version 3 training gives no track in half
   of the pieces and a random set of the others, in a random order, so that given tracks can come
   first and the model writes the others (``seqgen.tokenizers.grammar`` forces the given ones).
+  Such a piece is also trained on as read, ahead of its layout (``MidiTokenizer.mixed_copy``):
+  the mix of every piece is learnt, as a composition and a held-out piece are written.
 - The controls (key, meter, tempo band, density band) are each left out of a training piece
   with probability ``DROP``, so composing without them works; the track list is always there
   (written by the model when it is not asked for).
@@ -93,6 +95,12 @@ def training_layout(n: int, seed: int) -> tuple[list[int], int, np.random.Genera
     g = int(rng.integers(1, n))
     first = rng.permutation(n)[:g].tolist()
     return first + [k for k in range(n) if k not in first], g, rng
+
+
+def gives_tracks_in_training(piece: Piece) -> bool:
+    """Version 3: does the piece's training layout give some of its tracks first?"""
+    piece = fit_tracks(piece)
+    return training_layout(max(len(piece.tracks), 1), piece_seed(piece))[1] > 0
 
 
 def piece_seed(piece: Piece) -> int:
