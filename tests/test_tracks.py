@@ -179,6 +179,7 @@ def test_a_piece_given_tracks_first_is_also_trained_on_as_read(voices_folder):
 
     before = {k: v for k, v in V3.to_dict().items() if k != "mixed_copy"}
     assert MidiTokenizer.from_dict(V3.to_dict()) == V3 and not MidiTokenizer.from_dict(before).mixed_copy
+    assert "mixed_copy" not in V2.to_dict() and not V2.mixed_copy  # earlier versions: as they were
     new = load_music_corpus(str(voices_folder), tokenizer=V3, report=None)
     old = load_music_corpus(str(voices_folder), tokenizer=MidiTokenizer.from_dict(before), report=None)
     copied = 0

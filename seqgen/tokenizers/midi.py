@@ -64,7 +64,8 @@ class MidiTokenizer:
     max_duration_quarters: int = 16
     version: int = 1
     # version 3: a training piece whose layout gives tracks first is also read as it is (every
-    # track in the mix), so the mix is learnt from every piece; False in runs made before it
+    # track in the mix), so the mix is learnt from every piece; False in runs made before it and
+    # in the versions before 3 (no such layout)
     mixed_copy: bool = True
     kind: str = field(default="music", compare=False)
 
@@ -93,6 +94,7 @@ class MidiTokenizer:
         for ok, message in checks:
             if not ok:
                 raise TokenizerError(message)
+        self.mixed_copy = bool(self.mixed_copy) and self.version >= 3
         r = self.resolution
         self.time_sigs = _time_signatures(self.max_bar_quarters)
         self.durations = np.array(_duration_table(r, self.max_duration_quarters), dtype=np.int64)
@@ -450,17 +452,19 @@ class MidiTokenizer:
         from seqgen.tokenizers.tracks import gives_tracks_in_training
 
         train, held = self.encode(piece, training=True), self.encode(piece)
-        if self.version >= 3 and self.mixed_copy and gives_tracks_in_training(piece):
+        if self.mixed_copy and gives_tracks_in_training(piece):
             train = np.concatenate((held, train))
         return train, held
 
     # ---- serialization ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "midi", "resolution": self.resolution, "max_bar_quarters": self.max_bar_quarters,
-                "velocity_bins": self.velocity_bins, "tempo_bins": self.tempo_bins, "tempo_min": self.tempo_min,
-                "tempo_max": self.tempo_max, "max_duration_quarters": self.max_duration_quarters,
-                "version": self.version, "mixed_copy": self.mixed_copy, "vocab_size": self.vocab_size,
-                "specials": list(SPECIAL)}
+        d = {"type": "midi", "resolution": self.resolution, "max_bar_quarters": self.max_bar_quarters,
+             "velocity_bins": self.velocity_bins, "tempo_bins": self.tempo_bins, "tempo_min": self.tempo_min,
+             "tempo_max": self.tempo_max, "max_duration_quarters": self.max_duration_quarters,
+             "version": self.version, "vocab_size": self.vocab_size, "specials": list(SPECIAL)}
+        if self.version >= 3:  # the configs of earlier versions (and their cache keys) stay as they were
+            d["mixed_copy"] = self.mixed_copy
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MidiTokenizer":
