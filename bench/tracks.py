@@ -11,8 +11,8 @@ Rows:
 - harmonizing the sopranos of held-out chorales (the run's own split): soprano kept exactly;
   four voices; share of each voice's notes inside the range that voice spans in the training
   split; parallel fifths and octaves per 100 beats over voice pairs, and voice crossings per 100
-  beats (own code: ``parallels``; both voices move, in the same direction, from one perfect
-  fifth or octave (mod 12) to another), beside the same counts on the real held-out chorales;
+  beats (own code: ``seqgen.music.voiceleading``; both voices move, in the same direction, from one
+  perfect fifth or octave (mod 12) to another), beside the same counts on the real held-out chorales;
   bits per note of the alto, tenor and bass tokens given the soprano, and with it withheld;
 - a tune from outside the chorales (../shared/music/english1.mid) harmonized, then opened by
   music21: how many parts it finds;
@@ -36,41 +36,6 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 FOLK = HERE.parent.parent / "shared" / "music" / "english1.mid"
-
-
-def voice_notes(piece, k):
-    m = piece.track == k
-    return piece.time[m], piece.time[m] + piece.duration[m], piece.pitch[m]
-
-
-def sounding(piece, k, t):
-    on, off, p = voice_notes(piece, k)
-    hit = np.flatnonzero((on <= t) & (t < off))
-    return int(p[hit].max()) if len(hit) else None
-
-
-def parallels(piece) -> tuple[float, float]:
-    """(parallel fifths and octaves, voice crossings) per 100 beats over every voice pair."""
-    n = len(piece.tracks)
-    beats = max(piece.end / piece.tpq, 1.0)
-    onsets = np.unique(piece.time)
-    par = cross = 0
-    for a in range(n):
-        for b in range(a + 1, n):
-            prev = None
-            for t in onsets.tolist():
-                pa, pb = sounding(piece, a, t), sounding(piece, b, t)
-                if pa is None or pb is None:
-                    prev = None
-                    continue
-                cross += pb > pa  # a is the upper voice (header order S, A, T, B)
-                if prev is not None:
-                    qa, qb = prev
-                    moved = pa != qa and pb != qb and np.sign(pa - qa) == np.sign(pb - qb)
-                    if moved and abs(qa - qb) % 12 in (0, 7) and abs(pa - pb) % 12 == abs(qa - qb) % 12:
-                        par += 1
-                prev = (pa, pb)
-    return 100 * par / beats, 100 * cross / beats
 
 
 def role_index(piece, name):
@@ -127,6 +92,7 @@ def run_figures(run: str, pieces: int, compositions: int, only: str | None = Non
     if tok.version < 2:
         return out
     from seqgen.engines.load import open_generator
+    from seqgen.music.voiceleading import voice_leading_rates
     from seqgen.voices import harmonize
 
     gen = open_generator(Path(run))
@@ -158,9 +124,9 @@ def run_figures(run: str, pieces: int, compositions: int, only: str | None = Non
                 inside += int(((pk >= lo) & (pk <= hi)).sum())
                 total += len(pk)
         if len(h.tracks) == 4:
-            a, b = parallels(h)
+            a, b = voice_leading_rates(h)
             made_par.append(a), made_cross.append(b)
-        a, b = parallels(p)
+        a, b = voice_leading_rates(p)
         real_par.append(a), real_cross.append(b)
         nats, n = bits_per_note(ckpt.model, tok.encode(p, given=1), tok, 1)  # A, T, B after the soprano
         given_nats += nats

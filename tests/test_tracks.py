@@ -313,6 +313,62 @@ def test_harmonized_voices_sing_one_note_at_a_time_and_never_cross_where_they_st
             assert not above.any() or p <= out.pitch[above].max()
 
 
+def test_parallels_are_counted_from_the_onset_before_across_a_rest():
+    from seqgen.music.piece import Track
+    from seqgen.music.voiceleading import parallel_motions
+
+    # soprano C5 (2 beats) then D5; bass C4 for one beat, a rest, then D4 (the alto holds G4):
+    # octaves in parallel from one onset to the next
+    notes = [(0, 960, 72), (960, 480, 74), (0, 480, 60), (960, 480, 62), (0, 1440, 67)]
+    piece = Piece.from_notes(notes, track=np.array([0, 0, 2, 2, 1]),
+                             tracks=[Track("Soprano", 0), Track("Alto", 0), Track("Bass", 0)])
+    found, crossings = parallel_motions(piece)
+    assert [(f.upper, f.lower, f.start, f.end) for f in found] == [(0, 2, 0, 960)]
+    assert (found[0].before, found[0].after) == ((72, 60), (74, 62))
+    assert crossings == 0
+    moved = Piece.from_notes([(0, 960, 72), (960, 480, 76), (0, 480, 60), (960, 480, 62)],
+                             track=np.array([0, 0, 1, 1]), tracks=[Track("Soprano", 0), Track("Bass", 0)])
+    assert parallel_motions(moved)[0] == []  # an octave to a tenth
+
+
+@pytest.mark.parametrize("tok", TRACKS.values(), ids=TRACKS.keys())
+def test_the_grammar_forbids_parallel_octaves_across_a_rest(tok):
+    """The bass rests before its second note: the octave it would move to with the soprano is
+    still parallel (from the onset before), so the grammar masks it."""
+    from seqgen.music.piece import Track
+    from seqgen.tokenizers.grammar import TokenGrammar
+
+    notes = [(0, 960, 72), (960, 480, 74), (0, 1440, 67), (0, 1440, 64), (0, 480, 60), (960, 480, 62)]
+    piece = Piece.from_notes(notes, tpq=480, track=np.array([0, 0, 1, 2, 3, 3]),
+                             tracks=[Track(n, 0) for n in ("Soprano", "Alto", "Tenor", "Bass")])
+    ids = tok.encode(piece, given=1).tolist()
+    grammar = TokenGrammar(tok, bars=len(tok.bar_indices(ids)), voices=True)
+    parallel = tok.offset["Pitch"] + 62
+    at = len(ids) - 1 - ids[::-1].index(parallel)
+    for i in ids[:at]:
+        grammar.push(i)
+    allowed = grammar.allowed()
+    assert not allowed[parallel] and allowed[tok.offset["Pitch"] + 63]
+
+
+@pytest.mark.parametrize("tok", TRACKS.values(), ids=TRACKS.keys())
+def test_harmonized_voices_move_in_no_parallel_fifths_or_octaves(tok, song):
+    """Where a voice rests between two onsets, the pair still moves from the onset before:
+    the grammar looks back as far as the count does."""
+    from seqgen.music.voiceleading import parallel_motions
+    from seqgen.voices import harmonize
+
+    melody = read_any(song)[0].only_tracks([0])
+    checked = 0
+    for seed in range(6):
+        out = harmonize(random_gen(tok), melody, rng=np.random.default_rng(seed))
+        voices = {k for k, role in enumerate(out.info["roles"]) if role is not None} | {0}
+        found = [f for f in parallel_motions(out)[0] if f.upper in voices and f.lower in voices]
+        assert found == [], found[:3]
+        checked += len(voices) > 1
+    assert checked
+
+
 @pytest.mark.parametrize("tok", TRACKS.values(), ids=TRACKS.keys())
 def test_fill_keeps_the_other_tracks_note_for_note(tok, song):
     from seqgen.voices import fill_tracks, pick_tracks

@@ -268,15 +268,19 @@ class TokenGrammar(MixedPart):
 
     def _no_parallels(self, m: np.ndarray, t: int) -> None:
         """No parallel fifths or octaves with a voice already written: from a perfect fifth or
-        octave (mod 12) to the same, both voices moving the same way."""
-        before = self._sounding(self.seg, t - 1)
+        octave (mod 12) at the onset before ``t`` (the piece's last onset before it, so a rest
+        in either voice between them hides nothing) to the same at ``t``, both voices moving
+        the same way."""
+        starts = [next((a for a, _, _ in reversed(notes) if a < t), None) for notes in self.sung.values()]
+        t0 = max((a for a in starts if a is not None), default=None)
+        before = None if t0 is None else self._sounding(self.seg, t0)
         if before is None:
             return
         base = self.o["Pitch"]
         for other in self.sung:
             if other == self.seg:
                 continue
-            q, p = self._sounding(other, t - 1), self._sounding(other, t)
+            q, p = self._sounding(other, t0), self._sounding(other, t)
             if q is None or p is None or p == q or abs(before - q) % 12 not in (0, 7):
                 continue
             for cand in range(128):  # the pitches that would make the same interval, moving the same way
