@@ -80,10 +80,12 @@ def fresh_prompt(tok, controls=None, tracks=None) -> np.ndarray:
 def grammar_options(controls=None, tracks=None) -> dict:
     """The grammar's options for what was asked: exactly the tracks asked for; in the key asked
     for, only its scale's pitches (``key_scale``) and steering toward its tonal centre; the
-    density band asked for, as onsets per track and bar (``seqgen.tokenizers.steering``)."""
+    density band asked for, as onsets per track and bar (``seqgen.tokenizers.steering``). Where
+    no key is asked, the key the piece's header names (drawn by the model, or the prime's) is
+    held by the same steering, without the scale mask (``hold_key``)."""
     from seqgen.music.controls import key_scale
 
-    options: dict = {}
+    options: dict = {"hold_key": True}
     if tracks:
         options.update(min_tracks=len(tracks), max_tracks=len(tracks))
     if controls is not None and controls.key is not None:

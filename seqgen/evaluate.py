@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from seqgen.checkpoint import open_checkpoint, run_data
-from seqgen.compose import fresh_prompt, sample_bars
+from seqgen.compose import fresh_prompt, grammar_options, sample_bars
 from seqgen.data.load import Progress
 from seqgen.data.music import Report, held_out_pieces
 from seqgen.device import TRAIN_DEVICE
@@ -150,6 +150,7 @@ def music_statistics(tokenizer, model, val: np.ndarray, ckpt, device="cpu", comp
         rng=np.random.default_rng(seed),
         batch=compositions,
         max_tokens=int(bars * max(256, 2 * per_bar)),
+        grammar=grammar_options(),  # as `seqgen compose` writes them
     )
     made = [tokenizer.decode(r) for r in rows]
     gen_stats = [piece_stats(p) for p in made]

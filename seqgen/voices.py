@@ -90,7 +90,9 @@ def write_tracks(gen, given: Piece, new_tracks=None, controls: Controls | None =
         raise ConfigError(f"the given music has {n_bars} bars; this command writes at most {MAX_BARS} bars at a time "
                           "(cut the file, or write it in parts)")
     bars = np.split(ids[bar_at[0]:], bar_at[1:] - bar_at[0])
-    steer = grammar_options(controls)  # the key and density asked for (not those read off the given music)
+    # the key and density asked for, not those read off the given music (its key is an estimate,
+    # and its notes are kept whatever key they lean to)
+    steer = {**grammar_options(controls), "hold_key": False}
     banned = (tok.bos_id, tok.pre_id, tok.suf_id, tok.mid_id, tok.eot_id)
     head: list[int] = []  # the header tokens the model writes
     if new_tracks:

@@ -49,6 +49,27 @@ def test_the_density_band_asked_for_is_the_band_found(band, instruments):
                 assert len(np.unique(piece.time[here])) >= floor, (seed, meter, b, piece.tracks[k].name)
 
 
+def test_a_composition_holds_the_key_its_header_names(monkeypatch):
+    """No key asked: the key in the header (here the prime's, D minor) is held by the steering,
+    so even random logits keep it; with the hold turned off they wander off to other keys."""
+    import seqgen.compose as compose_module
+    from seqgen.compose import compose
+    from seqgen.music.controls import controls_of
+    from seqgen.music.piece import Track
+
+    notes = [(0, 480, 62), (480, 480, 65), (960, 480, 69), (1440, 480, 61)]  # D F A C#
+    prime = Piece.from_notes(notes, tpq=480, track=np.zeros(4, dtype=np.int64), tracks=[Track("Piano", 0)])
+    assert key_text(controls_of(prime).key) == "D minor"
+
+    def keys():
+        return [key_name(compose(random_gen(V3), bars=4, rng=np.random.default_rng(s), prime=prime)) for s in range(4)]
+
+    assert keys() == ["D minor"] * 4
+    options = compose_module.grammar_options
+    monkeypatch.setattr(compose_module, "grammar_options", lambda *a, **k: {**options(*a, **k), "hold_key": False})
+    assert keys() != ["D minor"] * 4
+
+
 def test_the_key_steer_masks_only_while_the_key_wavers():
     from seqgen.tokenizers.steering import KeySteer
 

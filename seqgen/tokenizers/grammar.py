@@ -12,7 +12,9 @@ position; PedalOff only while the pedal is down; in the last bar (``bars``) no d
 past the end and then only EOS; a meter given in the header holds in every bar; ``ranges`` keeps
 a track's pitches in a range; ``key`` and ``density`` steer toward the key and the density band
 asked for (``seqgen.tokenizers.steering``: the tonal centre the key estimate reads, and the
-onsets each track's part of a bar holds).
+onsets each track's part of a bar holds); with ``hold_key``, a key the header names where none
+was asked (the model drew it, or a prime's header carries it) is steered toward the same way,
+without the asked key's scale mask, so the piece stays in the key it set out in.
 
 ``Script`` forces tokens: the given tracks' part of each bar, written ahead of the model's.
 ``Constraint`` is what the sampler takes: one grammar (and script) per row.
@@ -35,12 +37,13 @@ class TokenGrammar(MixedPart):
     def __init__(self, tok, bars: int | None = None, ranges: dict[int, tuple[int, int]] | None = None,
                  min_tracks: int = 1, max_tracks: int = 16, first_roles=None, role_ranges=None,
                  distinct_roles: bool = False, end_id: int | None = None, voices: bool = False, scale=None,
-                 key: int | None = None, density: int | None = None):
+                 key: int | None = None, density: int | None = None, hold_key: bool = False):
         self.tok, self.bars, self.ranges = tok, bars, dict(ranges or {})
         self.voices = voices  # tracks with a role (choir voices) sing one note at a time and never cross
         self.scale = None if scale is None else np.asarray(scale, dtype=bool)  # (12,) pitch classes allowed
         self.sung: dict[int, list[tuple[int, int, int]]] = {}  # part -> [(start, end, pitch)] in steps
         self.key_steer = None if key is None else KeySteer(key, tok.resolution)
+        self.hold_key = hold_key  # a Key token of the header steers when no key was asked
         self.density = density  # the band asked for (v2): onsets per part of a bar (steering.density_bounds)
         self.onsets = 0  # positions with a note in the current part (v2: track part of a bar)
         self.end_id = tok.eos_id if end_id is None else end_id  # what closes the last bar (a caller may stop at a Bar)
@@ -108,6 +111,8 @@ class TokenGrammar(MixedPart):
             self.stage = HEADER_ORDER.index(names[k]) + 1
             if k == self._k["TimeSig"]:
                 self.meter = i
+            if k == self._k["Key"] and self.hold_key and self.key_steer is None:
+                self.key_steer = KeySteer(int(self.tok._value[i]), self.tok.resolution)
         elif k == self._k["Track"]:
             self.stage, self.expect = len(HEADER_ORDER), "instrument"
             self.tracks.append(0)
