@@ -351,6 +351,25 @@ def test_the_grammar_forbids_parallel_octaves_across_a_rest(tok):
     assert not allowed[parallel] and allowed[tok.offset["Pitch"] + 63]
 
 
+def test_harmonizing_no_voice_is_left_out_of_the_first_onset(chorale):
+    """Version 3, the soprano given: after the bass and the tenor of the first chord, the alto
+    (which has not sung yet) must sing before the onset closes; so no voice comes out empty."""
+    from seqgen.tokenizers.grammar import TokenGrammar
+
+    ids = V3.encode(chorale, given=1).tolist()
+    first = ids.index(V3.offset["Mix"])
+    names = [V3.token_name(i) for i in ids[first:first + 8]]
+    assert names[3:7] == ["Pitch_57", "Duration_6", "Pitch_57", "Duration_6"] and names[7] == "Pitch_64"
+    positions = slice(V3.offset["Position"], V3.offset["Position"] + 12 * V3.max_bar_quarters)
+    for voices in (True, False):
+        grammar = TokenGrammar(V3, bars=len(V3.bar_indices(ids)), voices=voices)
+        for i in ids[:first + 7]:
+            grammar.push(i)
+        allowed = grammar.allowed()
+        assert allowed[V3.offset["Pitch"] + 64]
+        assert allowed[positions].any() != voices  # only the harmonizing grammar keeps the onset open
+
+
 @pytest.mark.parametrize("tok", TRACKS.values(), ids=TRACKS.keys())
 def test_harmonized_voices_move_in_no_parallel_fifths_or_octaves(tok, song):
     """Where a voice rests between two onsets, the pair still moves from the onset before:

@@ -84,7 +84,8 @@ class TokenGrammar(MixedPart):
         self.last = None  # what the previous body token was: "pos", "vel", "note", "dur", "event", "marker"
         self.here: set[int] = set()  # notes (ids) written at the current position of this part
         self.pedal = False
-        self._relaxed = False  # the voice-leading rules set aside for a step they would leave nothing to write
+        self._relaxed = 0  # voice-leading rules set aside for a step they would leave nothing to write (1: the
+        # neighbours' bounds, 2: the parallels too)
 
     # ---- reading -------------------------------------------------------------------------
     def push(self, i: int) -> None:
@@ -255,13 +256,13 @@ class TokenGrammar(MixedPart):
         base = self.o["Pitch"]
         if self.scale is not None:
             m[base:base + 128] &= np.tile(self.scale, 11)[:128]
-        if self._is_voice() and not self._relaxed:  # between the voice above and the one below, where they sound
+        if self._is_voice() and self._relaxed < 2:  # between the voice above and the one below, where they sound
             t = self.bar_start + max(self.pos, 0)
             above = self._sounding(self.seg - 1, t) if self._is_voice(self.seg - 1) else None
             below = self._sounding(self.seg + 1, t) if self._is_voice(self.seg + 1) else None
-            if above is not None:
+            if above is not None and not self._relaxed:
                 m[base + above + 1:base + 128] = False
-            if below is not None:
+            if below is not None and not self._relaxed:
                 m[base:base + below] = False
             self._no_parallels(m, t)
         if self.key_steer is not None:  # toward the tonal centre of the key asked for, when it wavers
@@ -316,11 +317,12 @@ class TokenGrammar(MixedPart):
 
     def _body_allowed(self, m: np.ndarray) -> np.ndarray:
         m = self._body_rules(m)
-        if not m.any():  # a voice that must sing here has no pitch between its neighbours clear of parallels:
-            # those rules give way for this step
-            self._relaxed = True
+        for level in (1, 2):  # a voice that must sing here has no pitch between its neighbours clear of
+            if m.any():  # parallels: it may cross a neighbour for this step, and failing that move in parallel
+                break
+            self._relaxed = level
             m = self._body_rules(m)
-            self._relaxed = False
+        self._relaxed = 0
         if self.density is None or not self.v2 or (self.seg < 0 and not self.mix) or self.bar == 0:
             return m  # (the mixed part has no implied track after its first track's note: still steered)
         steered = self._steer_mix(m.copy()) if self.mix else self._steer_density(m.copy())

@@ -50,13 +50,30 @@ class MixedPart:
             if self.last == "event" or not m.any():
                 self._positions_after(m, self.pos + 1)
                 self._end_of_part(m)
+            self._no_voice_left_out(m)
             return m
         if self.last == "dur":  # more of this track's notes here, the next track, a new position, the end
             self._implied(m)
             self._mix_tracks(m, self.note_track)
         self._positions_after(m, self.pos + 1)
         self._end_of_part(m)
+        self._no_voice_left_out(m)
         return m
+
+    def _no_voice_left_out(self, m: np.ndarray) -> None:
+        """Harmonizing (``voices``): a choir voice that has not sung yet and may start a note at
+        this onset sings here: the onset does not close, and no Track token (nor implied note)
+        passes over it. So every voice enters with the first onset, and none is left empty (a
+        voice that has entered may rest, as a chorale's do; forcing those too made parallels
+        and crossings more frequent, since a voice left no clean pitch gives way to the rules).
+        """
+        if not self.voices or self._relaxed or self.pos < 0 or self.last not in ("pos", "event", "dur"):
+            return
+        waiting = [k for k in self._mixed() if self._is_voice(k) and not self.sung.get(k)
+                   and (self.last != "dur" or k < self.note_track) and self._free(k) <= self.pos]
+        if not waiting:
+            return
+        self._sings_here(m, max(waiting))
 
     def _steer_mix(self, m: np.ndarray) -> np.ndarray:
         """The grammar's density steering for the mixed part: every track's onsets in the band."""
@@ -86,7 +103,12 @@ class MixedPart:
         must = [k for k in waiting if lo - counts[k] > slots]
         if not must:
             return
-        top, T = max(must), self.o["Track"]
+        self._sings_here(m, max(must))
+
+    def _sings_here(self, m: np.ndarray, top: int) -> None:
+        """Track ``top`` (and any before it in the onset's order) starts a note at this onset:
+        the onset does not close, and no Track token or implied note passes over it."""
+        T = self.o["Track"]
         end = np.zeros_like(m)
         self._end_of_part(end)
         m &= ~end
