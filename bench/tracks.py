@@ -6,6 +6,7 @@ order, and the held-out loss per note of runs of either token version, in one ta
     python bench/tracks.py runs/bach --before runs/bach-v1    # and a version-1 run's rows beside it
     python bench/tracks.py runs/bach --pieces 5 --compositions 5   # quicker
     python bench/tracks.py runs/bach --only requests          # the compositions to order alone
+    python bench/tracks.py runs/bach --seeds 10               # and the harmonizations under 10 seeds
 
 Rows:
 - harmonizing the sopranos of held-out chorales (the run's own split): soprano kept exactly;
@@ -71,7 +72,7 @@ def bits_per_note(model, ids, tok, tracks_from: int, device="cpu") -> tuple[floa
     return float(-lp[sel].sum()), notes
 
 
-def run_figures(run: str, pieces: int, compositions: int, only: str | None = None) -> dict:
+def run_figures(run: str, pieces: int, compositions: int, only: str | None = None, seeds: int = 0) -> dict:
     if only == "requests":
         from seqgen.engines.load import open_generator
 
@@ -140,9 +141,33 @@ def run_figures(run: str, pieces: int, compositions: int, only: str | None = Non
                 "real_parallels": float(np.mean(real_par)), "real_crossings": float(np.mean(real_cross)),
                 "atb_bits_given": given_nats / max(atb_notes, 1) / math.log(2),
                 "atb_bits_withheld": withheld_nats / max(atb_notes, 1) / math.log(2)})
+    if seeds:
+        out.update(harmonize_seeds(gen, held, seeds))
     out.update(folk_parts(gen))
     out.update(requests(gen, compositions))
     return out
+
+
+def harmonize_seeds(gen, held: list, seeds: int) -> dict:
+    """The held-out sopranos harmonized again under seeds 0..N-1 (one generator per seed, over
+    the pieces in turn): parallels and crossings pooled over every beat, and the fewest notes a
+    written voice got (0: a voice left empty)."""
+    from seqgen.music.voiceleading import parallel_motions
+    from seqgen.voices import harmonize
+
+    par = cross = 0
+    beats, fewest = 0.0, None
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        for p in held:
+            h = harmonize(gen, p, track=0, rng=rng)
+            found, crossed = parallel_motions(h)
+            par, cross, beats = par + len(found), cross + crossed, beats + h.end / h.tpq
+            least = min(int((h.track == k).sum()) for k in range(1, len(h.tracks)))
+            fewest = least if fewest is None else min(fewest, least)
+    return {f"parallels, seeds 0-{seeds - 1}": f"{par} in {beats:,.0f} beats ({100 * par / max(beats, 1):.3f} per 100)",
+            f"crossings, seeds 0-{seeds - 1}": f"{100 * cross / max(beats, 1):.2f} per 100 beats",
+            f"fewest notes of a written voice, seeds 0-{seeds - 1}": fewest}
 
 
 def folk_parts(gen) -> dict:
@@ -227,8 +252,9 @@ def main() -> None:
     ap.add_argument("--pieces", type=int, default=20)
     ap.add_argument("--compositions", type=int, default=20)
     ap.add_argument("--only", choices=["requests"], help="only the rows of compositions to order")
+    ap.add_argument("--seeds", type=int, default=0, help="also harmonize the held-out sopranos under this many seeds")
     args = ap.parse_args()
-    cols = {"after": run_figures(args.run, args.pieces, args.compositions, args.only)}
+    cols = {"after": run_figures(args.run, args.pieces, args.compositions, args.only, args.seeds)}
     if args.before:
         cols["before"] = run_figures(args.before, args.pieces, args.compositions, args.only)
     keys = list(dict.fromkeys(k for c in cols.values() for k in c))

@@ -77,15 +77,15 @@ def fresh_prompt(tok, controls=None, tracks=None) -> np.ndarray:
     return np.array([tok.bos_id, tok.bar_id])
 
 
-def grammar_options(controls=None, tracks=None) -> dict:
+def grammar_options(controls=None, tracks=None, hold_key: bool = True) -> dict:
     """The grammar's options for what was asked: exactly the tracks asked for; in the key asked
     for, only its scale's pitches (``key_scale``) and steering toward its tonal centre; the
     density band asked for, as onsets per track and bar (``seqgen.tokenizers.steering``). Where
-    no key is asked, the key the piece's header names (drawn by the model, or the prime's) is
-    held by the same steering, without the scale mask (``hold_key``)."""
+    no key is asked and ``hold_key``, the key the piece's header names (drawn by the model, or
+    the prime's) is held by the same steering, without the scale mask."""
     from seqgen.music.controls import key_scale
 
-    options: dict = {"hold_key": True}
+    options: dict = {"hold_key": hold_key}
     if tracks:
         options.update(min_tracks=len(tracks), max_tracks=len(tracks))
     if controls is not None and controls.key is not None:

@@ -92,7 +92,7 @@ def write_tracks(gen, given: Piece, new_tracks=None, controls: Controls | None =
     bars = np.split(ids[bar_at[0]:], bar_at[1:] - bar_at[0])
     # the key and density asked for, not those read off the given music (its key is an estimate,
     # and its notes are kept whatever key they lean to)
-    steer = {**grammar_options(controls), "hold_key": False}
+    steer = grammar_options(controls, hold_key=False)
     banned = (tok.bos_id, tok.pre_id, tok.suf_id, tok.mid_id, tok.eot_id)
     head: list[int] = []  # the header tokens the model writes
     if new_tracks:

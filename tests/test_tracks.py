@@ -370,22 +370,19 @@ def test_harmonizing_no_voice_is_left_out_of_the_first_onset(chorale):
         assert allowed[positions].any() != voices  # only the harmonizing grammar keeps the onset open
 
 
-@pytest.mark.parametrize("tok", TRACKS.values(), ids=TRACKS.keys())
-def test_harmonized_voices_move_in_no_parallel_fifths_or_octaves(tok, song):
-    """Where a voice rests between two onsets, the pair still moves from the onset before:
-    the grammar looks back as far as the count does."""
+def test_harmonized_voices_move_in_no_parallel_fifths_or_octaves(chorale):
+    """A whole chorale's soprano harmonized by random logits into alto, tenor and bass, 40 times:
+    no pair of voices moves in parallel fifths or octaves (with the grammar's rule switched off,
+    3 of these 40 do)."""
+    from seqgen.music.controls import parse_instruments
     from seqgen.music.voiceleading import parallel_motions
     from seqgen.voices import harmonize
 
-    melody = read_any(song)[0].only_tracks([0])
-    checked = 0
-    for seed in range(6):
-        out = harmonize(random_gen(tok), melody, rng=np.random.default_rng(seed))
-        voices = {k for k, role in enumerate(out.info["roles"]) if role is not None} | {0}
-        found = [f for f in parallel_motions(out)[0] if f.upper in voices and f.lower in voices]
-        assert found == [], found[:3]
-        checked += len(voices) > 1
-    assert checked
+    melody, atb = chorale.only_tracks([0]), parse_instruments("alto,tenor,bass")
+    for seed in range(40):
+        out = harmonize(random_gen(V3), melody, rng=np.random.default_rng(seed), voices=atb)
+        assert [t.name for t in out.tracks] == ["Soprano", "Alto", "Tenor", "Bass"]
+        assert parallel_motions(out)[0] == [], seed
 
 
 @pytest.mark.parametrize("tok", TRACKS.values(), ids=TRACKS.keys())

@@ -66,7 +66,7 @@ def test_a_composition_holds_the_key_its_header_names(monkeypatch):
 
     assert keys() == ["D minor"] * 4
     options = compose_module.grammar_options
-    monkeypatch.setattr(compose_module, "grammar_options", lambda *a, **k: {**options(*a, **k), "hold_key": False})
+    monkeypatch.setattr(compose_module, "grammar_options", lambda *a, **k: options(*a, **{**k, "hold_key": False}))
     assert keys() != ["D minor"] * 4
 
 

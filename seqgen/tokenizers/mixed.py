@@ -69,8 +69,7 @@ class MixedPart:
         """
         if not self.voices or self._relaxed or self.pos < 0 or self.last not in ("pos", "event", "dur"):
             return
-        waiting = [k for k in self._mixed() if self._is_voice(k) and not self.sung.get(k)
-                   and (self.last != "dur" or k < self.note_track) and self._free(k) <= self.pos]
+        waiting = [k for k in self._mixed() if self._is_voice(k) and not self.sung.get(k) and self._may_start_here(k)]
         if not waiting:
             return
         self._sings_here(m, max(waiting))
@@ -99,11 +98,16 @@ class MixedPart:
         if self.last not in ("pos", "event", "dur") or self.pos < 0:
             return
         slots = (self.bar_len - 1 - self.pos) // gap
-        waiting = [k for k in counts if (self.last != "dur" or k < self.note_track) and self._free(k) <= self.pos]
+        waiting = [k for k in counts if self._may_start_here(k)]
         must = [k for k in waiting if lo - counts[k] > slots]
         if not must:
             return
         self._sings_here(m, max(must))
+
+    def _may_start_here(self, k: int) -> bool:
+        """Track ``k`` is still to come at this onset (after a note, only the tracks before the
+        last note's, as an onset lists them from the last up) and is free to start a note."""
+        return (self.last != "dur" or k < self.note_track) and self._free(k) <= self.pos
 
     def _sings_here(self, m: np.ndarray, top: int) -> None:
         """Track ``top`` (and any before it in the onset's order) starts a note at this onset:
