@@ -16,6 +16,7 @@ then `seqgen eval RUN --json` (the best checkpoint, whole validation split). Col
 - carried-reset: val_loss minus the loss with the state reset every 2,048 tokens (above 0: drift);
 - late drift: carried minus reset loss over the last 5 segments of 2,000 tokens (the state's
   drift where it has been carried longest);
+- infill: nats per token on the middle spans of fill-in-the-middle examples cut from the split;
 - best at: the step of the best checkpoint as a share of the run's steps;
 - train-val: the training loss (moving average) minus the validation loss at the last evaluation
   (well below 0: overfitting);
@@ -104,6 +105,7 @@ def row_of(name: str, out: Path, ev: dict | None) -> dict:
     reset = ev["val_loss_reset"]
     return {
         "row": name, "val_loss": ev["val_loss"], "windowed": ev["val_loss_windowed"], "evaluated": "tokens" in ev,
+        "infill": ev.get("infill_loss"),
         "carried_minus_reset": ev["val_loss"] - reset if reset is not None else None,
         "segment_drift": sum(seg[-5:]) / len(seg[-5:]) if seg else None,
         "segments": len(seg), "best_at": best["step"] / last["step"], "best_step": best["step"],
@@ -151,8 +153,8 @@ def main() -> None:
         raise SystemExit(f"{SHAKESPEARE} not found")
     results = []
     if not a.json:
-        print(f"{'row':<17} {'val_loss':>8} {'windowed':>8} {'carr-reset':>10} {'late drift':>10} {'best at':>8} "
-              f"{'train-val':>9} {'steps':>6}  settings", flush=True)
+        print(f"{'row':<17} {'val_loss':>8} {'windowed':>8} {'carr-reset':>10} {'late drift':>10} {'infill':>7} "
+              f"{'best at':>8} {'train-val':>9} {'steps':>6}  settings", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name, kind, seconds in rows:
             budget = (a.time if a.time is not None else seconds) * a.scale
@@ -178,7 +180,8 @@ def print_row(r: dict) -> None:
 
     t = r["train"]
     print(f"{r['row']:<17} {r['val_loss']:8.4f} {num(r['windowed'], '8.4f'):>8} "
-          f"{num(r['carried_minus_reset'], '+10.4f'):>10} {num(r['segment_drift'], '+.3f'):>10} {r['best_at']:8.2f} "
+          f"{num(r['carried_minus_reset'], '+10.4f'):>10} {num(r['segment_drift'], '+.3f'):>10} "
+          f"{num(r.get('infill'), '7.4f'):>7} {r['best_at']:8.2f} "
           f"{r['train_minus_val']:+9.3f} {r['steps']:6d}  "
           f"dim {t.get('dim') or t.get('size')} batch {t.get('batch')} lr {t.get('lr')} "
           f"dropout {t.get('dropout')} wd {t.get('weight_decay')} transpose {t.get('transpose')}", flush=True)
