@@ -27,6 +27,7 @@ Rows:
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import sys
 import tempfile
@@ -111,9 +112,11 @@ def run_figures(run: str, pieces: int, compositions: int, only: str | None = Non
     made_par, made_cross, real_par, real_cross = [], [], [], []
     given_nats = withheld_nats = 0.0
     atb_notes = 0
+    made = []  # the harmonizations under seed 0
     rng = np.random.default_rng(0)
     for p in held:
         h = harmonize(gen, p, track=0, rng=rng)
+        made.append(h)
         sop = lambda q: sorted(zip(q.time[q.track == 0].tolist(), q.pitch[q.track == 0].tolist()))  # noqa: E731
         kept += sop(h) == sop(p)
         names = [t.name for t in h.tracks]
@@ -142,29 +145,30 @@ def run_figures(run: str, pieces: int, compositions: int, only: str | None = Non
                 "atb_bits_given": given_nats / max(atb_notes, 1) / math.log(2),
                 "atb_bits_withheld": withheld_nats / max(atb_notes, 1) / math.log(2)})
     if seeds:
-        out.update(harmonize_seeds(gen, held, seeds))
+        out.update(harmonize_seeds(gen, held, seeds, made))
     out.update(folk_parts(gen))
     out.update(requests(gen, compositions))
     return out
 
 
-def harmonize_seeds(gen, held: list, seeds: int) -> dict:
-    """The held-out sopranos harmonized again under seeds 0..N-1 (one generator per seed, over
-    the pieces in turn): parallels and crossings pooled over every beat, and the fewest notes a
-    written voice got (0: a voice left empty)."""
+def harmonize_seeds(gen, held: list, seeds: int, made: list) -> dict:
+    """The held-out sopranos harmonized under seeds 0..N-1 (one generator per seed, over the
+    pieces in turn; ``made``: seed 0's, harmonized already): parallels and crossings pooled over
+    every beat, and the fewest notes a written voice got (0: a voice left empty)."""
     from seqgen.music.voiceleading import parallel_motions
     from seqgen.voices import harmonize
 
+    def under(seed: int):
+        rng = np.random.default_rng(seed)
+        return (harmonize(gen, p, track=0, rng=rng) for p in held)
+
     par = cross = 0
     beats, fewest = 0.0, None
-    for seed in range(seeds):
-        rng = np.random.default_rng(seed)
-        for p in held:
-            h = harmonize(gen, p, track=0, rng=rng)
-            found, crossed = parallel_motions(h)
-            par, cross, beats = par + len(found), cross + crossed, beats + h.end / h.tpq
-            least = min(int((h.track == k).sum()) for k in range(1, len(h.tracks)))
-            fewest = least if fewest is None else min(fewest, least)
+    for h in itertools.chain(made, *(under(seed) for seed in range(1, seeds))):
+        found, crossed = parallel_motions(h)
+        par, cross, beats = par + len(found), cross + crossed, beats + h.end / h.tpq
+        least = min((int((h.track == k).sum()) for k in range(1, len(h.tracks))), default=0)
+        fewest = least if fewest is None else min(fewest, least)
     return {f"parallels, seeds 0-{seeds - 1}": f"{par} in {beats:,.0f} beats ({100 * par / max(beats, 1):.3f} per 100)",
             f"crossings, seeds 0-{seeds - 1}": f"{100 * cross / max(beats, 1):.2f} per 100 beats",
             f"fewest notes of a written voice, seeds 0-{seeds - 1}": fewest}
