@@ -8,7 +8,9 @@ output bias (a character the model starts out predicting as rarely as its rarest
 transformer's output layer is its embedding (tied), so it gets the mean row alone. Every other
 weight is the parent's. A music run starts from a music run of the same tokenizer (the
 vocabulary is fixed by its config, nothing to merge); text from music or the reverse is refused.
-The optimizer, the schedule and the step count start afresh: that is the trainer's part.
+The optimizer, the schedule and the step count start afresh: that is the trainer's part. A
+parent whose output layer scored only its corpus's tokens apart (``VocabHead``) hands on the
+equivalent layer with a row per token.
 """
 
 from __future__ import annotations
@@ -60,8 +62,11 @@ def transplant(
     config.update(vocab_size=tokenizer.vocab_size, mid_id=tokenizer.mid_id if config.get("mid_id", -1) >= 0 else -1)
     if dropout is not None:
         config["dropout"] = dropout
+    old = dict(parent.state_dict())
+    if config.get("head_ids") is not None:  # a row per token again: the new corpus may use any of them
+        config["head_ids"] = None
+        old["head.weight"], old["head.bias"] = parent.head.full()
     model = build_model(config_from_dict(config))
-    old = parent.state_dict()
     new = model.state_dict()
     idx = torch.as_tensor(old_to_new, dtype=torch.long)
     fresh = torch.ones(tokenizer.vocab_size, dtype=torch.bool)

@@ -74,8 +74,24 @@ def build_model(config: ModelConfig) -> SeqModel:
     return REGISTRY[kind].model(config)
 
 
-def model_for(cfg: "TrainConfig", vocab_size: int, mid_id: int) -> SeqModel:
-    """A new model of the shape a resolved training config asks for."""
+# An output layer scores its vocabulary's used tokens apart (``VocabHead``) where at most this share is used.
+COMPACT_HEAD = 0.75
+
+
+def head_ids_for(model_type: str, vocab_size: int, used) -> list[int] | None:
+    """The tokens a new model's output layer scores apart, given ``used`` (the ids its training
+    batches can hold, or None): None (a row per token) where the model's head is tied to its
+    embedding (the transformer) or where the used tokens are most of the vocabulary (text)."""
+    if used is None or "head_ids" not in {f.name for f in dataclasses.fields(entry(model_type).config)}:
+        return None
+    ids = sorted({int(i) for i in used})
+    return ids if len(ids) + 1 <= COMPACT_HEAD * vocab_size else None
+
+
+def model_for(cfg: "TrainConfig", vocab_size: int, mid_id: int, used=None) -> SeqModel:
+    """A new model of the shape a resolved training config asks for; ``used``: the ids its
+    training batches can hold (``Tokenizer.output_ids``), which may narrow its output layer."""
     e = entry(cfg.model)
-    shape = dict(layers=cfg.layers, dim=cfg.dim, emb_dim=cfg.emb_dim, dropout=cfg.dropout, mid_id=mid_id)
+    shape = dict(layers=cfg.layers, dim=cfg.dim, emb_dim=cfg.emb_dim, dropout=cfg.dropout, mid_id=mid_id,
+                 head_ids=head_ids_for(cfg.model, vocab_size, used))
     return build_model(make_config(cfg.model, vocab_size, cfg.size, **shape, **e.options(cfg)))

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqgen.errors import ConfigError
-from seqgen.models.base import ModelConfig, SeqModel, State, window_mask
+from seqgen.models.base import ModelConfig, SeqModel, State, VocabHead, check_head_ids, window_mask
 
 SCORES = ("dot", "general", "concat")
 @dataclass
@@ -35,9 +35,11 @@ class LSTMAttnConfig(ModelConfig):
     score: str = "general"
     memory: int = 256
     encoder: bool = True
+    head_ids: list[int] | None = None  # the tokens the output layer scores apart (None: all; ``VocabHead``)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.head_ids = check_head_ids(self.head_ids, self.vocab_size)
         if self.score not in SCORES:
             raise ConfigError(f"attention score must be one of {', '.join(SCORES)}, got {self.score!r}")
         if self.memory < 1:
@@ -63,7 +65,7 @@ class LSTMAttnLM(SeqModel):
             self.v_a = nn.Linear(c.dim, 1, bias=False)
         self.w_c = nn.Linear(2 * c.dim, c.dim)
         self.drop = nn.Dropout(c.dropout)
-        self.head = nn.Linear(c.dim, c.vocab_size)
+        self.head = VocabHead(c.dim, c.vocab_size, c.head_ids)
 
     def init_state(self, batch: int, device="cpu") -> State:
         c = self.config
@@ -81,7 +83,8 @@ class LSTMAttnLM(SeqModel):
         e = torch.tanh(self.w_q(q)[:, :, None, :] + self.w_k(keys)[:, None, :, :])  # (B, T, S, H)
         return self.v_a(e).squeeze(-1)
 
-    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+    def forward(self, ids: torch.Tensor, state: State | None = None,
+                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
         if ids.dim() != 2:
             raise ValueError(f"Expected ids to be 2D (batch, time), got {ids.dim()}D")
         b, t = ids.shape
@@ -104,7 +107,7 @@ class LSTMAttnLM(SeqModel):
         scores = self._scores(dec, keys).masked_fill(~allowed, float("-inf"))  # (B, T, S+T)
         context = F.softmax(scores, dim=-1) @ keys  # (B, T, H)
         att = torch.tanh(self.w_c(torch.cat((context, dec), dim=-1)))  # (B, T, H)
-        logits = self.head(self.drop(att))  # (B, T, V)
+        logits = self.scores(self.drop(att), targets)  # (B, T, V), or the loss of targets
         keep = self.config.memory - 1
         new_state = (h, c, eh, ec, keys[:, -keep:] if keep else keys[:, :0], ph[:, -1])
         return logits, new_state

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from seqgen.errors import ConfigError
-from seqgen.models.base import ModelConfig, SeqModel, State
+from seqgen.models.base import ModelConfig, SeqModel, State, VocabHead, check_head_ids
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -24,9 +24,11 @@ class RecurrentConfig(ModelConfig):
     type: ClassVar[str] = "lstm"
     cell: str = "lstm"
     emb_dim: int = 64
+    head_ids: list[int] | None = None  # the tokens the output layer scores apart (None: all; ``VocabHead``)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.head_ids = check_head_ids(self.head_ids, self.vocab_size)
         if self.cell not in CELLS:
             raise ConfigError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         if self.emb_dim < 1:
@@ -52,7 +54,7 @@ class RecurrentLM(SeqModel):
             dropout=config.dropout if config.layers > 1 else 0.0, **extra,
         )
         self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.dim, config.vocab_size)
+        self.head = VocabHead(config.dim, config.vocab_size, config.head_ids)
         # PyTorch's default init. A forget-gate bias of 1 (Jozefowicz et al. 2015) measured worse
         # here: 1.575 against 1.535 nats after 2 minutes on tinyshakespeare.
 
@@ -61,7 +63,8 @@ class RecurrentLM(SeqModel):
         z = torch.zeros(c.layers, batch, c.dim, device=device)
         return (z, z.clone()) if c.cell == "lstm" else (z,)
 
-    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+    def forward(self, ids: torch.Tensor, state: State | None = None,
+                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
         if ids.dim() != 2:
             raise ValueError(f"Expected ids to be 2D (batch, time), got {ids.dim()}D")
         x = self.drop(self.embed(ids))  # (B, T, E); dropout on the inputs and outputs, not the recurrence
@@ -69,5 +72,5 @@ class RecurrentLM(SeqModel):
             state = self.init_state(ids.shape[0], ids.device)
         hx = state if self.config.cell == "lstm" else state[0]
         out, new = self.rnn(x, hx)  # (B, T, H)
-        logits = self.head(self.drop(out))  # (B, T, V)
+        logits = self.scores(self.drop(out), targets)  # (B, T, V), or the loss of targets
         return logits, (tuple(new) if self.config.cell == "lstm" else (new,))

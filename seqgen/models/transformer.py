@@ -117,7 +117,8 @@ class TransformerLM(SeqModel):
         empty = torch.zeros(c.layers, batch, c.heads, 0, c.dim // c.heads, device=device)
         return empty, empty.clone(), torch.zeros((), dtype=torch.int64, device=device)
 
-    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+    def forward(self, ids: torch.Tensor, state: State | None = None,
+                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
         if ids.dim() != 2:
             raise ValueError(f"Expected ids to be 2D (batch, time), got {ids.dim()}D")
         if state is None:
@@ -132,7 +133,7 @@ class TransformerLM(SeqModel):
             x, k_all, v_all = block(x, k_cache[i], v_cache[i], pos, mask)
             ks.append(k_all[:, :, -keep:])
             vs.append(v_all[:, :, -keep:])
-        logits = self.head(self.ln_f(x))  # (B, T, V)
+        logits = self.scores(self.ln_f(x), targets)  # (B, T, V), or the loss of targets
         return logits, (torch.stack(ks), torch.stack(vs), pos + t)
 
     def reset_rows(self, state: State, reset: torch.Tensor) -> State:

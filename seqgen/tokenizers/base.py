@@ -40,3 +40,9 @@ class Tokenizer(Protocol):
         """A function ``(rows, rng) -> rows`` that augments training batches (music: transposition
         within the corpus's pitch range), or None."""
         ...
+
+    def output_ids(self, train_tokens: np.ndarray, transpose: tuple[int, int] | None) -> np.ndarray | None:
+        """Every id a training batch can hold (``train_tokens``' own, what the augmentation makes
+        of them, the sentinels), or None where that is the whole vocabulary: the model's output
+        layer may score the rest together (``seqgen.models.base.VocabHead``)."""
+        ...

@@ -87,6 +87,10 @@ class CharTokenizer:
         """Text is trained as it is: no augmentation."""
         return None
 
+    def output_ids(self, train_tokens, transpose):
+        """None: the vocabulary is the corpus's own characters."""
+        return None
+
     # ---- serialization ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"type": "char", "chars": self.chars, "specials": list(SPECIALS), "kind": self.kind}

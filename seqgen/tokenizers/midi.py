@@ -407,6 +407,23 @@ class MidiTokenizer:
         lo, hi = transpose
         return lambda x, rng, held=None, keep=None: self.transpose_batch(x, rng, lo, hi, low, high, held, keep)
 
+    def output_ids(self, train_tokens: np.ndarray, transpose: tuple[int, int] | None) -> np.ndarray:
+        """The ids of ``train_tokens``, the sentinels, and what transposition reaches: every pitch
+        between the lowest and the highest the corpus uses, and (version 2 on) every key of each
+        mode whose key tokens it has."""
+        ids = np.asarray(train_tokens, dtype=np.int64)
+        extra = [np.unique(ids), np.arange(len(SPECIAL))]
+        if transpose is not None and tuple(transpose) != (0, 0):
+            p0 = self.offset["Pitch"]
+            pitches = ids[(ids >= p0) & (ids < p0 + 128)]
+            if len(pitches):
+                extra.append(np.arange(pitches.min(), pitches.max() + 1))
+            if self.version >= 2:
+                k0 = self.offset["Key"]
+                modes = np.unique((ids[(ids >= k0) & (ids < k0 + 24)] - k0) // 12)
+                extra += [k0 + 12 * m + np.arange(12) for m in modes]
+        return np.unique(np.concatenate(extra))
+
     def transpose_batch(self, x: np.ndarray, rng: np.random.Generator, lo: int, hi: int, pitch_min: int = 0,
                         pitch_max: int = 127, held: np.ndarray | None = None,
                         keep: np.ndarray | None = None) -> np.ndarray:

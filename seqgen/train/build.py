@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from seqgen.config import TrainConfig
 from seqgen.data.batches import StreamBatcher, random_windows
@@ -55,15 +54,16 @@ def measure_speed(cfg: TrainConfig, tokens: np.ndarray, tokenizer: Tokenizer, de
     median step, since a step the machine slowed says nothing of the run (measured on 2 cores:
     single steps of one model ranged 9,000-21,000 tokens/s, and the mean of three steps set
     one chorale run's estimate a third under what the run then reached)."""
-    model = model_for(cfg, tokenizer.vocab_size, tokenizer.mid_id).to(device).train()
+    model = model_for(cfg, tokenizer.vocab_size, tokenizer.mid_id,
+                      tokenizer.output_ids(tokens, cfg.transpose)).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     rows, rng = max(1, cfg.batch // world), np.random.default_rng(0)
 
     def step() -> float:
         x = torch.as_tensor(random_windows(tokens, rows, cfg.window, rng), device=device)
         start = time.perf_counter()
-        logits, _ = model(x[:, :-1])
-        F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1)).backward()
+        loss, _ = model(x[:, :-1], targets=x[:, 1:])
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         if device.type == "cuda":
@@ -186,7 +186,10 @@ def build(plan: Plan, tokenizer: Tokenizer, device: torch.device, lr: float, gro
         group.rows(cfg.batch)  # a batch that does not divide among the processes is refused here
     amp_dtype, scaler = precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    model = (model if model is not None else model_for(cfg, tokenizer.vocab_size, tokenizer.mid_id)).to(device)
+    if model is None:
+        model = model_for(cfg, tokenizer.vocab_size, tokenizer.mid_id,
+                          tokenizer.output_ids(plan.train_tokens, cfg.transpose))
+    model = model.to(device)
     torch.manual_seed(cfg.seed + (group.rank if group is not None else 0))  # dropout differs per rank
     net = model
     if group is not None:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from seqgen import checkpoint as ckpt_io
 from seqgen.config import TrainConfig
@@ -179,8 +178,7 @@ class Fit:
         if state is not None and reset is not None:
             state = b.model.reset_rows(state, reset)
         with b.autocast():
-            logits, new_state = b.net(xt[:, :-1], state)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), xt[:, 1:].reshape(-1))
+            loss, new_state = b.net(xt[:, :-1], state, targets=xt[:, 1:])  # the mean loss of the next tokens
         b.opt.zero_grad(set_to_none=True)
         (b.scaler.scale(loss) if b.scaler is not None else loss).backward()
         if b.scaler is not None:
