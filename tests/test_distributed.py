@@ -239,3 +239,24 @@ def test_a_signal_during_the_shared_decision_is_kept_for_the_next_step(text_corp
     assert result.interrupted and result.signal == signal.SIGTERM
     assert result.step == 4  # the 4th step ran (every rank was told to), the 5th decision stopped
     assert ckpt_io.load(tmp_path / "run" / "last.pt").step == 4
+
+
+def test_two_processes_train_a_music_run_with_its_narrowed_output_layer(tmp_path):
+    """Every rank lists the same tokens for its output layer (``VocabHead``), or DDP could not
+    line up the parameters; the run matches a one-process run's layer."""
+    from music21 import corpus
+
+    folder = tmp_path / "midi"
+    folder.mkdir()
+    for name in ("bwv66.6", "bwv269"):
+        corpus.parse(f"bach/{name}").write("midi", fp=str(folder / f"{name}.mid"))
+    runs = {}
+    for n in (1, 2):
+        res = seqgen("train", folder, "--steps", 4, "--devices", n, "--out", tmp_path / f"run{n}", "--size", "tiny",
+                     *COMMON)
+        assert res.returncode == 0, res.stderr
+        runs[n] = ckpt_io.load(tmp_path / f"run{n}" / "last.pt")
+    ids = runs[1].model.config.head_ids
+    assert ids is not None and runs[2].model.config.head_ids == ids
+    assert runs[2].model.head.weight.shape == (len(ids) + 1, runs[2].model.config.dim)
+    assert runs[2].step == 4
