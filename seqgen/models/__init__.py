@@ -84,7 +84,7 @@ def head_ids_for(model_type: str, vocab_size: int, used) -> list[int] | None:
     embedding (the transformer) or where the used tokens are most of the vocabulary (text)."""
     if used is None or "head_ids" not in {f.name for f in dataclasses.fields(entry(model_type).config)}:
         return None
-    ids = sorted({int(i) for i in used})
+    ids = sorted({int(i) for i in used})  # the config checks them against the vocabulary
     return ids if len(ids) + 1 <= COMPACT_HEAD * vocab_size else None
 
 

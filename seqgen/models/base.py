@@ -81,8 +81,7 @@ class SeqModel(nn.Module):
             return self.head(h)
         if isinstance(self.head, VocabHead):
             return self.head.loss(h, targets)
-        logits = self.head(h)  # (B, T, V)
-        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        return mean_nll(self.head(h), targets)
 
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> State:
         """The state before any token (zeros, or empty memories)."""
@@ -103,6 +102,11 @@ class SeqModel(nn.Module):
             shape[axis] = -1
             out.append(s * (~reset).to(s.dtype).view(shape))
         return tuple(out)
+
+
+def mean_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``targets`` (B, T) under ``logits`` (B, T, V), in float32."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
 def check_head_ids(ids: list[int] | None, vocab_size: int) -> list[int] | None:
@@ -150,11 +154,11 @@ class VocabHead(nn.Linear):
         """The mean cross-entropy of ``targets`` (B, T) under ``forward(x)``, from the rows: the
         logsumexp over the vocabulary is the rows' own (the shared row stands for its tokens
         together), and a target off the list costs its share, log(how many share the row), more."""
-        rows = super().forward(x).float()  # (B, T, U + 1) or (B, T, V)
-        t = targets.reshape(-1)
+        rows = super().forward(x)  # (B, T, U + 1) or (B, T, V)
         if self.index is None:
-            return F.cross_entropy(rows.reshape(-1, rows.shape[-1]), t)
-        nll = F.cross_entropy(rows.reshape(-1, rows.shape[-1]), self.index[t], reduction="none")
+            return mean_nll(rows, targets)
+        t = targets.reshape(-1)
+        nll = F.cross_entropy(rows.float().reshape(-1, rows.shape[-1]), self.index[t], reduction="none")
         return (nll - self.offset[t]).mean()
 
     def full(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -47,6 +47,11 @@ SPEED_STEPS = (3, 8)  # timed steps: at least, at most
 SPEED_SECONDS = 1.5  # timed steps stop being added past this (a large model's step can take a second)
 
 
+def new_model(cfg: TrainConfig, tokenizer: Tokenizer, train_tokens: np.ndarray) -> SeqModel:
+    """A fresh model for ``cfg``, its output layer fitted to the ids ``train_tokens`` can hold."""
+    return model_for(cfg, tokenizer.vocab_size, tokenizer.mid_id, tokenizer.output_ids(train_tokens, cfg.transpose))
+
+
 def measure_speed(cfg: TrainConfig, tokens: np.ndarray, tokenizer: Tokenizer, device: torch.device,
                   world: int = 1) -> float:
     """Training tokens per second of the model ``cfg`` describes, timed over a few steps of a
@@ -54,8 +59,7 @@ def measure_speed(cfg: TrainConfig, tokens: np.ndarray, tokenizer: Tokenizer, de
     median step, since a step the machine slowed says nothing of the run (measured on 2 cores:
     single steps of one model ranged 9,000-21,000 tokens/s, and the mean of three steps set
     one chorale run's estimate a third under what the run then reached)."""
-    model = model_for(cfg, tokenizer.vocab_size, tokenizer.mid_id,
-                      tokenizer.output_ids(tokens, cfg.transpose)).to(device).train()
+    model = new_model(cfg, tokenizer, tokens).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     rows, rng = max(1, cfg.batch // world), np.random.default_rng(0)
 
@@ -186,10 +190,7 @@ def build(plan: Plan, tokenizer: Tokenizer, device: torch.device, lr: float, gro
         group.rows(cfg.batch)  # a batch that does not divide among the processes is refused here
     amp_dtype, scaler = precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    if model is None:
-        model = model_for(cfg, tokenizer.vocab_size, tokenizer.mid_id,
-                          tokenizer.output_ids(plan.train_tokens, cfg.transpose))
-    model = model.to(device)
+    model = (model if model is not None else new_model(cfg, tokenizer, plan.train_tokens)).to(device)
     torch.manual_seed(cfg.seed + (group.rank if group is not None else 0))  # dropout differs per rank
     net = model
     if group is not None:
